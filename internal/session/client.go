@@ -201,7 +201,11 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 		ServerName:         Domain(cfg.JID),
 		MinVersion:         tls.VersionTLS12,
 	}
-	connectSeconds := int(math.Ceil(cfg.Timeout.Seconds()))
+	// The library uses this both as its dial timeout and as its wait for
+	// the server's stream close after a failed login (TLS or SASL), which
+	// it always sits out: keep it a fraction of the overall timeout so
+	// that a failure is reported as such, before the timeout.
+	connectSeconds := int(math.Ceil(cfg.Timeout.Seconds() / 3))
 	libCfg := &xmpp.Config{
 		TransportConfiguration: xmpp.TransportConfiguration{
 			Address:        addr,
