@@ -71,6 +71,7 @@ type Session struct {
 	pending   map[string]pendingIQ
 	handlers  map[handlerKey]Handler
 	presences []func(Presence)
+	online    map[string]Presence // full JID → latest available presence
 	messages  []func(Message)
 	err       error // why the session ended
 	done      chan struct{}
@@ -91,6 +92,7 @@ func newSession(jid string, tr transport, iqTimeout time.Duration, debug io.Writ
 		cancel:    cancel,
 		pending:   make(map[string]pendingIQ),
 		handlers:  make(map[handlerKey]Handler),
+		online:    make(map[string]Presence),
 		done:      make(chan struct{}),
 	}
 }
@@ -320,8 +322,31 @@ func (s *Session) replyFromExpected(from, to string) bool {
 	return EqualJID(from, to)
 }
 
+// Online returns the resources of the bare JID that are available now, as
+// far as this session has been told by presence (the server sends it for
+// contacts with a subscription, and for the account's own resources).
+func (s *Session) Online(bare string) []Presence {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Presence
+	for jid, p := range s.online {
+		if EqualJID(Bare(jid), bare) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 func (s *Session) dispatchPresence(p Presence) {
 	s.mu.Lock()
+	if Resource(p.From) != "" {
+		switch p.Type {
+		case "":
+			s.online[p.From] = p
+		case "unavailable", "error":
+			delete(s.online, p.From)
+		}
+	}
 	fs := append([]func(Presence){}, s.presences...)
 	s.mu.Unlock()
 	for _, f := range fs {

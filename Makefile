@@ -1,0 +1,55 @@
+# xfer — see README.md. `make test` and `make demo` install what they need.
+GO      ?= go
+BIN     := bin/xfer
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# Debian packages the tests and the demo run: the XMPP server and the
+# independent peer.
+DEB_PKGS := prosody python3-slixmpp
+
+.PHONY: all build deps test test-short bench fuzz demo vet clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/xfer
+
+# Installs the Debian packages when missing (as root, via apt-get).
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else \
+			echo "missing Debian packages:$$missing — run 'sudo apt-get install$$missing' or 'make test' as root" >&2; exit 1; \
+		fi; \
+	fi
+	@# Debian starts a system-wide prosody on install; the tests run their own.
+	$(GO) mod download
+
+vet:
+	$(GO) vet ./...
+
+test: deps vet
+	$(GO) test -count=1 -timeout 30m ./...
+
+# Unit tests only (no servers).
+test-short:
+	$(GO) test -short ./...
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+
+fuzz:
+	@for pkg in $$($(GO) list ./internal/...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$pkg || exit 1; \
+		done; \
+	done
+
+demo: deps build
+	$(GO) run ./tools/demo
+
+clean:
+	rm -rf bin
