@@ -283,6 +283,8 @@ func classifyConnectError(addr string, err error) error {
 		return fmt.Errorf("%w: the server rejected the JID or password (%s)", ErrAuth, strings.TrimPrefix(msg, "auth failure: "))
 	case strings.Contains(msg, "no matching authentication"):
 		return fmt.Errorf("%w: the server offers no SASL mechanism this client supports (PLAIN only): %v", ErrAuth, err)
+	case strings.Contains(msg, "does not advertise support for starttls"):
+		return fmt.Errorf("%w: %s offers no TLS (STARTTLS); xfer will not send the password in the clear (--no-tls allows it for a server on a loopback address)", ErrTLS, addr)
 	case strings.Contains(msg, "x509") || strings.Contains(msg, "certificate") || strings.Contains(msg, "tls") || strings.Contains(msg, "TLS"):
 		return fmt.Errorf("%w with %s: %v (use --tls-ca FILE to trust its certificate)", ErrTLS, addr, err)
 	default:

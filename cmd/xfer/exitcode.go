@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"xfer/internal/probe"
+	"xfer/internal/session"
+)
+
+// ExitCode is the process status; the values are documented in the README
+// and stable for scripts.
+type ExitCode int
+
+const (
+	ExitOK          ExitCode = 0
+	ExitError       ExitCode = 1 // anything not listed below
+	ExitUsage       ExitCode = 2 // bad flags or arguments
+	ExitConnect     ExitCode = 3 // cannot reach the server, or TLS failed
+	ExitAuth        ExitCode = 4 // the server refused the JID or password
+	ExitRefused     ExitCode = 5 // the peer refused the transfer
+	ExitTimeout     ExitCode = 6 // a wait ran out (accept, reply, stall)
+	ExitTransfer    ExitCode = 7 // the transfer failed or did not verify
+	ExitNoProxy     ExitCode = 8 // probe-proxy: no proxy passed the self-test
+	ExitInterrupted ExitCode = 130
+)
+
+// usageError marks errors in flags and arguments.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// exitCodeFor decides the exit code of an error: the one place that does.
+func exitCodeFor(err error) ExitCode {
+	var ue usageError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &ue):
+		return ExitUsage
+	case errors.Is(err, context.Canceled):
+		return ExitInterrupted
+	case errors.Is(err, session.ErrAuth):
+		return ExitAuth
+	case errors.Is(err, session.ErrConnect), errors.Is(err, session.ErrTLS), errors.Is(err, session.ErrDisconnected):
+		return ExitConnect
+	case errors.Is(err, probe.ErrNoWorkingProxy):
+		return ExitNoProxy
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, session.ErrNoReply):
+		return ExitTimeout
+	}
+	return ExitError
+}

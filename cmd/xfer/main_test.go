@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"xfer/internal/testserver"
+)
+
+// One private Prosody serves every script of this package.
+var srv, plain *testserver.Server
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"xfer": func() { os.Exit(int(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))) },
+	})
+}
+
+func startServers(t *testing.T) {
+	t.Helper()
+	if srv != nil {
+		return
+	}
+	var err error
+	if srv, err = testserver.Start(testserver.Options{DeadProxy: true}); err != nil {
+		t.Fatal(err)
+	}
+	if plain, err = testserver.Start(testserver.Options{Plaintext: true, NoProxy: true}); err != nil {
+		srv.Stop()
+		t.Fatal(err)
+	}
+	for _, s := range []*testserver.Server{srv, plain} {
+		for _, u := range []string{"alice", "bob", "carol"} {
+			if err := s.Register(u, u+"-pw"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Befriend("alice", "bob"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestScripts(t *testing.T) {
+	startServers(t)
+	t.Cleanup(func() { srv.Stop(); plain.Stop() })
+	// A port nothing listens on, for the unreachable-server case.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	testscript.Run(t, testscript.Params{
+		Dir: filepath.Join("testdata", "script"),
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("XFER_SERVER", srv.Addr)
+			env.Setenv("PLAIN_SERVER", plain.Addr)
+			env.Setenv("CLOSED_SERVER", closed)
+			env.Setenv("CA", srv.CAFile)
+			env.Setenv("PROXY_ADDR", srv.ProxyAddr)
+			env.Setenv("HOME", env.WorkDir)
+			for _, u := range []string{"alice", "bob", "carol"} {
+				env.Setenv(fmt.Sprintf("%s_PW", u), u+"-pw")
+			}
+			return nil
+		},
+	})
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"xfer/internal/transfer"
+)
+
+// output turns transfer events into what the user sees: a progress bar per
+// file on a terminal's stderr, one summary line per file on stdout, or one
+// JSON object per event with --json.
+type output struct {
+	g        *globalOptions
+	mu       sync.Mutex
+	terminal bool
+}
+
+func newOutput(g *globalOptions) *output {
+	f, ok := g.stderr.(*os.File)
+	return &output{g: g, terminal: ok && term.IsTerminal(int(f.Fd()))}
+}
+
+func (o *output) observer() *transfer.Observer {
+	obs := &transfer.Observer{Event: o.event}
+	switch {
+	case o.g.json:
+		obs.Meter = o.jsonMeter
+	case o.terminal && !o.g.quiet:
+		obs.Meter = o.barMeter
+	}
+	return obs
+}
+
+func (o *output) event(e transfer.Event) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.g.json {
+		_ = o.g.emitJSON(e)
+		return
+	}
+	switch e.Type {
+	case "refused":
+		fmt.Fprintf(o.g.stderr, "xfer: refused %q from %s: %s\n", e.File, e.Peer, e.Error)
+	case "offer":
+		if e.Direction == "receive" && !o.g.quiet {
+			fmt.Fprintf(o.g.stderr, "xfer: %s offers %q (%s)\n", e.Peer, e.File, humanSize(e.Size))
+		}
+	}
+}
+
+func (o *output) info(format string, args ...any) {
+	if !o.g.quiet && !o.g.json {
+		fmt.Fprintf(o.g.stderr, "xfer: "+format+"\n", args...)
+	}
+}
+
+func (o *output) sent(r *transfer.Result) {
+	if o.g.json {
+		return // the done event said it
+	}
+	fmt.Fprintf(o.g.stdout, "sent\t%s\t%s\t%s\t%s\tto %s\n", r.Name, humanSize(r.Size), rateOf(r.Size-r.Offset, r.Elapsed), r.Method, r.Peer)
+}
+
+func (o *output) received(r *transfer.Result) {
+	if o.g.json {
+		return
+	}
+	note := ""
+	if r.Renamed {
+		note = " (renamed: the name was taken)"
+	}
+	fmt.Fprintf(o.g.stdout, "received\t%s\t%s\t%s\t%s\t%s%s\n", r.Name, humanSize(r.Size), rateOf(r.Size-r.Offset, r.Elapsed), r.Method, r.Path, note)
+}
+
+func (o *output) failed(name string, err error) {
+	if o.g.json {
+		_ = o.g.emitJSON(map[string]any{"type": "error", "file": name, "error": err.Error(), "exit_code": int(exitCodeFor(err)), "time": time.Now()})
+		return
+	}
+	fmt.Fprintf(o.g.stderr, "xfer: %s: %v\n", name, err)
+}
+
+func rateOf(n int64, d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return humanSize(int64(float64(n)/d.Seconds())) + "/s"
+}
+
+func (o *output) barMeter(name string, size, offset int64) transfer.Meter {
+	bar := progressbar.NewOptions64(size,
+		progressbar.OptionSetWriter(o.g.stderr),
+		progressbar.OptionSetDescription(name),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(o.g.stderr) }),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionFullWidth(),
+	)
+	if offset > 0 {
+		_ = bar.Set64(offset)
+	}
+	return barMeter{bar}
+}
+
+type barMeter struct{ bar *progressbar.ProgressBar }
+
+func (b barMeter) Write(p []byte) (int, error) { return b.bar.Write(p) }
+func (b barMeter) Finish()                     { _ = b.bar.Close() }
+
+// jsonMeter emits progress events at most four times a second.
+func (o *output) jsonMeter(name string, size, offset int64) transfer.Meter {
+	return &jsonMeter{o: o, name: name, size: size, done: offset}
+}
+
+type jsonMeter struct {
+	o    *output
+	name string
+	size int64
+	done int64
+	last time.Time
+}
+
+func (m *jsonMeter) Write(p []byte) (int, error) {
+	m.done += int64(len(p))
+	if time.Since(m.last) >= 250*time.Millisecond {
+		m.last = time.Now()
+		m.o.event(transfer.Event{Type: "progress", File: m.name, Size: m.size, Bytes: m.done, Time: m.last})
+	}
+	return len(p), nil
+}
+
+func (m *jsonMeter) Finish() {}

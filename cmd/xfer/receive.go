@@ -1,0 +1,107 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"xfer/internal/transfer"
+)
+
+type receiveOptions struct {
+	dir          string
+	from         []string
+	acceptAll    bool
+	overwrite    bool
+	once         bool
+	count        int
+	maxSize      string
+	stallTimeout time.Duration
+	openTimeout  time.Duration
+}
+
+func newReceiveCmd(g *globalOptions) *cobra.Command {
+	o := &receiveOptions{}
+	cmd := &cobra.Command{
+		Use:   "receive --dir DIR",
+		Short: "Receive files offered to this account",
+		Long: `receive goes online and stores the files offered to this account in DIR.
+
+By default it accepts offers only from the account's own other resources and
+from the JIDs given with --from; everyone else is refused. Each file is
+written to DIR/.NAME.part, checked against the declared size and MD5, then
+moved to DIR/NAME; an existing file is never replaced (the new one becomes
+"NAME (1).ext") unless --overwrite is given. Runs until interrupted, or for
+--once / --count N files.`,
+		Example: `  xfer receive --dir ~/Downloads --from alice@example.org
+  xfer receive --dir . --from alice@example.org --once --json
+  xfer receive --dir /srv/inbox --accept-all --max-size 1GiB`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.dir == "" {
+				return usageError{errors.New("receive needs --dir DIR")}
+			}
+			maxSize := int64(0)
+			if o.maxSize != "" {
+				var err error
+				if maxSize, err = parseSize(o.maxSize); err != nil {
+					return usageError{fmt.Errorf("--max-size: %w", err)}
+				}
+			}
+			count := o.count
+			if o.once {
+				count = 1
+			}
+			ctx := cmd.Context()
+			s, _, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			out := newOutput(g)
+			r, err := transfer.NewReceiver(ctx, s, transfer.ReceiveOptions{
+				Dir: o.dir, Allow: o.from, AcceptAll: o.acceptAll, Overwrite: o.overwrite,
+				MaxSize: maxSize, StallTimeout: o.stallTimeout, OpenTimeout: o.openTimeout,
+			}, out.observer())
+			if err != nil {
+				return err
+			}
+			out.info("receiving as %s into %s", s.JID(), o.dir)
+			var firstErr error
+			for done := 0; count == 0 || done < count; done++ {
+				res, err := r.Next(ctx)
+				if err != nil {
+					if res == nil { // the session or the command ended
+						if errors.Is(err, ctx.Err()) && firstErr == nil && count == 0 {
+							return nil // interrupted while idle: a normal end
+						}
+						return err
+					}
+					out.failed(res.Name, err)
+					if firstErr == nil {
+						firstErr = err
+					}
+					continue
+				}
+				out.received(res)
+			}
+			if firstErr != nil {
+				return silentError{firstErr}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dir, "dir", "", "directory to store received files in")
+	f.StringArrayVar(&o.from, "from", nil, "accept files from this JID (repeatable)")
+	f.BoolVar(&o.acceptAll, "accept-all", false, "accept files from anyone")
+	f.BoolVar(&o.overwrite, "overwrite", false, "replace existing files instead of choosing a new name")
+	f.BoolVar(&o.once, "once", false, "exit after one file")
+	f.IntVar(&o.count, "count", 0, "exit after N files")
+	f.StringVar(&o.maxSize, "max-size", "", "refuse files larger than this (e.g. 2GiB)")
+	f.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail a transfer when no data arrives for this long")
+	f.DurationVar(&o.openTimeout, "open-timeout", 2*time.Minute, "how long to wait for the bytestream after accepting")
+	return cmd
+}

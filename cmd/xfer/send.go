@@ -1,0 +1,107 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"xfer/internal/session"
+	"xfer/internal/transfer"
+)
+
+type sendOptions struct {
+	method        string
+	name          string
+	desc          string
+	acceptTimeout time.Duration
+	stallTimeout  time.Duration
+	waitOnline    time.Duration
+	ibbBlockSize  int
+	ibbWindow     int
+}
+
+func newSendCmd(g *globalOptions) *cobra.Command {
+	o := &sendOptions{}
+	cmd := &cobra.Command{
+		Use:   "send [flags] FILE... JID",
+		Short: "Send files to a contact",
+		Long: `send offers each FILE to JID with SI File Transfer (XEP-0096), waits for the
+contact to accept, and sends it, one file after another. The offer carries
+the file's size and MD5 so that the receiver can verify it.
+
+JID may be a full JID (user@domain/resource), or a bare one (user@domain):
+then the contact must be in your roster with a presence subscription, and
+the first online resource that accepts file transfers is chosen.`,
+		Example: `  xfer send report.pdf bob@example.org
+  xfer send --desc "the photos" *.jpg bob@example.org/laptop
+  xfer send --name notes.txt --method ibb /tmp/x.txt bob@example.org --json`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 2 {
+				return usageError{errors.New("send needs at least one FILE and a JID")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			files, to := args[:len(args)-1], args[len(args)-1]
+			if session.Local(to) == "" && session.Resource(to) == "" {
+				return usageError{fmt.Errorf("%q is not a contact's JID (want user@domain[/resource])", to)}
+			}
+			if o.name != "" && len(files) > 1 {
+				return usageError{errors.New("--name applies to a single FILE")}
+			}
+			switch o.method {
+			case "auto", "ibb", "s5b":
+			default:
+				return usageError{fmt.Errorf("--method %q: want auto, s5b or ibb", o.method)}
+			}
+			ctx := cmd.Context()
+			s, _, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			full, err := transfer.ResolveRecipient(ctx, s, to, o.waitOnline)
+			if err != nil {
+				return err
+			}
+			g.logf("sending to %s", full)
+			out := newOutput(g)
+			sd := &transfer.Sender{S: s, Obs: out.observer(), Opts: transfer.SendOptions{
+				Method: o.method, Name: o.name, Desc: o.desc,
+				AcceptTimeout: o.acceptTimeout, StallTimeout: o.stallTimeout,
+			}}
+			sd.Opts.IBB.BlockSize, sd.Opts.IBB.Window = o.ibbBlockSize, o.ibbWindow
+			var firstErr error
+			for _, f := range files {
+				res, err := sd.Send(ctx, full, f)
+				if err != nil {
+					out.failed(f, err)
+					if firstErr == nil {
+						firstErr = err
+					}
+					if ctx.Err() != nil {
+						break
+					}
+					continue
+				}
+				out.sent(res)
+			}
+			if firstErr != nil {
+				return silentError{firstErr}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.method, "method", "auto", "bytestream: auto, s5b or ibb (auto is ibb until S5B lands)")
+	f.StringVar(&o.name, "name", "", "offer the file under this name")
+	f.StringVar(&o.desc, "desc", "", "a description shown to the receiver")
+	f.DurationVar(&o.acceptTimeout, "accept-timeout", 5*time.Minute, "how long to wait for the contact to accept")
+	f.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail when no data moves for this long")
+	f.DurationVar(&o.waitOnline, "wait-online", 0, "with a bare JID, wait this long for the contact to come online")
+	f.IntVar(&o.ibbBlockSize, "ibb-block-size", 0, "in-band block size in bytes (default 65535, lowered when the peer asks)")
+	f.IntVar(&o.ibbWindow, "ibb-window", 0, "in-band chunks in flight before waiting for acknowledgements (default 16)")
+	return cmd
+}

@@ -1,0 +1,567 @@
+package ibb
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"xfer/internal/session"
+)
+
+var _ net.Conn = (*Conn)(nil)
+
+// Conn is one in-band bytestream. Reads return the peer's data in sequence
+// order; writes are split into blocks and sent as acknowledged IQs.
+//
+// Write returns once its chunks are on the wire, not once they are
+// acknowledged: Close waits for the outstanding acknowledgements and
+// reports whether everything written arrived, so a sender must check
+// Close's error.
+type Conn struct {
+	s          Session
+	m          *Manager // routes incoming data to us; nil if opened without one
+	local      string
+	remote     string
+	sid        string
+	window     int
+	ackTimeout time.Duration
+
+	mu           sync.Mutex
+	changed      chan struct{} // closed and replaced on every state change
+	blockSize    int
+	closed       bool  // Close was called
+	remoteClosed bool  // the peer sent <close/>
+	rerr         error // the stream failed; Read returns it after the buffer
+	werr         error // a chunk was refused or never acknowledged
+
+	// Read half.
+	buf      bytes.Buffer // data in order, waiting for Read
+	bufMax   int
+	next     uint16          // seq the next chunk must carry
+	waiting  map[uint16]bool // chunks that arrived early and wait their turn
+	headBusy bool            // the chunk with seq next is being stored
+	busy     int             // data handlers between validation and reply
+
+	// Write half.
+	writeMu  sync.Mutex // one Write at a time keeps chunks in order
+	wseq     uint16
+	slots    chan struct{} // one token per unacknowledged chunk
+	inflight sync.WaitGroup
+
+	rdl, wdl deadline
+	done     chan struct{} // closed by Close
+}
+
+func newConn(s Session, m *Manager, remote, sid string, blockSize int, opts Options) *Conn {
+	c := &Conn{
+		s:          s,
+		m:          m,
+		local:      s.JID(),
+		remote:     remote,
+		sid:        sid,
+		window:     opts.Window,
+		ackTimeout: opts.AckTimeout,
+		changed:    make(chan struct{}),
+		blockSize:  blockSize,
+		// A few blocks of slack let acknowledgements run ahead of a bursty
+		// reader without letting a stalled one grow memory.
+		bufMax:  4 * blockSize,
+		next:    opts.firstSeq,
+		waiting: make(map[uint16]bool),
+		wseq:    opts.firstSeq,
+		slots:   make(chan struct{}, opts.Window),
+		rdl:     makeDeadline(),
+		wdl:     makeDeadline(),
+		done:    make(chan struct{}),
+	}
+	if d := sessionDone(s); d != nil {
+		go func() {
+			select {
+			case <-d:
+				c.mu.Lock()
+				c.failLocked(ErrSessionEnded)
+				c.mu.Unlock()
+			case <-c.done:
+			}
+		}()
+	}
+	return c
+}
+
+// SID returns the stream's session id.
+func (c *Conn) SID() string { return c.sid }
+
+// BlockSize returns the negotiated block size in bytes.
+func (c *Conn) BlockSize() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.blockSize
+}
+
+// LocalAddr returns our full JID.
+func (c *Conn) LocalAddr() net.Addr { return Addr{JID: c.local} }
+
+// RemoteAddr returns the peer's full JID.
+func (c *Conn) RemoteAddr() net.Addr { return Addr{JID: c.remote} }
+
+// SetDeadline sets the read and write deadlines.
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.rdl.set(t)
+	c.wdl.set(t)
+	return nil
+}
+
+// SetReadDeadline bounds Read. A receiver should use it as an idle timeout:
+// a peer that vanishes without closing leaves Read waiting otherwise.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.rdl.set(t)
+	return nil
+}
+
+// SetWriteDeadline bounds Write's wait for a free slot in the window.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.wdl.set(t)
+	return nil
+}
+
+func (c *Conn) notifyLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// failLocked ends the stream with err: Read returns it once the buffer is
+// drained, Write returns it at once, and the peer's further data for this
+// sid is answered item-not-found.
+func (c *Conn) failLocked(err error) {
+	if c.rerr == nil {
+		c.rerr = err
+	}
+	c.notifyLocked()
+	if c.m != nil {
+		c.m.remove(c)
+	}
+}
+
+// Read reads data in sequence order. After the peer closes the stream it
+// returns the buffered data, then io.EOF.
+func (c *Conn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		dl := c.rdl.wait()
+		switch {
+		case c.closed:
+			return 0, errConnClosed
+		case isClosed(dl):
+			return 0, &timeoutError{op: "read"}
+		case c.buf.Len() > 0:
+			n, _ := c.buf.Read(p)
+			c.notifyLocked() // there is room for the next chunk now
+			return n, nil
+		case len(p) == 0:
+			return 0, nil
+		case c.rerr != nil:
+			return 0, c.rerr
+		case c.remoteClosed && c.busy == 0:
+			return 0, io.EOF
+		}
+		ch := c.changed
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-dl:
+		}
+		c.mu.Lock()
+	}
+}
+
+// writeErrLocked says why nothing more may be written, if so.
+func (c *Conn) writeErrLocked() error {
+	switch {
+	case c.closed:
+		return errConnClosed
+	case c.werr != nil:
+		return c.werr
+	case c.rerr != nil:
+		return c.rerr
+	case c.remoteClosed:
+		return ErrClosedByPeer
+	}
+	return nil
+}
+
+// Write sends p in chunks of at most BlockSize bytes, blocking while Window
+// chunks are unacknowledged. It fails once any chunk was refused or not
+// acknowledged within AckTimeout; a chunk already handed to the network may
+// still fail afterwards, which the next Write or Close reports.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	n := 0
+	for {
+		c.mu.Lock()
+		err := c.writeErrLocked()
+		ch, bs := c.changed, c.blockSize
+		c.mu.Unlock()
+		if err != nil {
+			return n, err
+		}
+		if len(p) == 0 {
+			return n, nil
+		}
+		dl := c.wdl.wait()
+		if isClosed(dl) {
+			return n, &timeoutError{op: "write"}
+		}
+		select {
+		case c.slots <- struct{}{}:
+		case <-ch:
+			continue // closed or failed meanwhile: report it
+		case <-dl:
+			return n, &timeoutError{op: "write"}
+		}
+		c.mu.Lock()
+		err = c.writeErrLocked()
+		c.mu.Unlock()
+		if err != nil {
+			<-c.slots
+			return n, err
+		}
+		k := min(bs, len(p))
+		payload := marshalData(c.sid, c.wseq, p[:k])
+		sent := make(chan struct{})
+		c.inflight.Add(1)
+		go c.sendChunk(c.wseq, payload, sent)
+		// Chunks must leave in seq order: strict receivers (QXmpp) close
+		// the stream on a gap. Wait until this one is on the wire before
+		// the next may go.
+		<-sent
+		c.wseq++
+		n += k
+		p = p[k:]
+	}
+}
+
+// sendChunk sends one data IQ and waits for its acknowledgement, holding a
+// window slot meanwhile. There are never more of these than Window.
+func (c *Conn) sendChunk(seq uint16, payload []byte, sent chan struct{}) {
+	defer c.inflight.Done()
+	defer func() { <-c.slots }()
+	ctx, cancel := context.WithTimeout(context.Background(), c.ackTimeout)
+	defer cancel()
+	sc := &sentContext{Context: ctx, sent: sent}
+	defer sc.signal()
+	_, err := c.s.SendIQ(sc, &session.IQ{Type: session.TypeSet, To: c.remote, Payload: payload})
+	if err == nil {
+		return
+	}
+	var se *session.StanzaError
+	switch {
+	case errors.As(err, &se):
+		err = fmt.Errorf("%w: chunk %d: %w", ErrRejected, seq, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		err = fmt.Errorf("%w: chunk %d not acknowledged within %v", ErrTimeout, seq, c.ackTimeout)
+	default:
+		err = fmt.Errorf("ibb: sending chunk %d: %w", seq, err)
+	}
+	c.mu.Lock()
+	if c.werr == nil {
+		c.werr = err
+	}
+	c.notifyLocked()
+	c.mu.Unlock()
+}
+
+// sentContext tells when SendIQ has written the stanza. SendIQ returns only
+// with the reply, yet several chunks must be in flight and leave in order.
+// SendIQ writes the stanza before it first waits on ctx.Done (and, given a
+// deadline, calls Done nowhere earlier), so the first Done call marks the
+// write; returning marks it too. An implementation that called Done before
+// writing would only loosen the ordering, never block.
+type sentContext struct {
+	context.Context
+	once sync.Once
+	sent chan struct{}
+}
+
+func (c *sentContext) Done() <-chan struct{} {
+	c.signal()
+	return c.Context.Done()
+}
+
+func (c *sentContext) signal() { c.once.Do(func() { close(c.sent) }) }
+
+// Close waits (bounded by AckTimeout) for every written chunk to be
+// acknowledged, then sends <close/> and waits for its answer. It returns the
+// first failure of any chunk, so nil means the peer acknowledged everything
+// written; a failed close exchange after complete data is reported too.
+// Unread data is discarded.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return errConnClosed
+	}
+	c.closed = true
+	c.notifyLocked() // wakes Read, Write and waiting data handlers
+	c.mu.Unlock()
+	close(c.done)
+
+	// A Write in progress returns promptly now; its chunks and earlier ones
+	// are acknowledged or fail within AckTimeout.
+	c.writeMu.Lock()
+	c.inflight.Wait()
+	c.writeMu.Unlock()
+	if c.m != nil {
+		c.m.remove(c)
+	}
+
+	c.mu.Lock()
+	werr, rerr, remoteClosed := c.werr, c.rerr, c.remoteClosed
+	c.buf = bytes.Buffer{}
+	c.mu.Unlock()
+	// The peer knows the stream is over if it closed it, if it refused our
+	// data, or if we refused its data; the session may be gone, too.
+	var se *session.StanzaError
+	if remoteClosed || rerr != nil || errors.As(werr, &se) {
+		return werr
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.ackTimeout)
+	defer cancel()
+	_, err := c.s.SendIQ(ctx, &session.IQ{Type: session.TypeSet, To: c.remote, Payload: closeElem{SID: c.sid}.marshal()})
+	switch {
+	case werr != nil:
+		return werr
+	case err == nil:
+		return nil
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: close of %s not answered: %w", ErrTimeout, c.sid, err)
+	default:
+		return fmt.Errorf("ibb: close of %s: %w", c.sid, err)
+	}
+}
+
+// abort drops a stream that never opened.
+func (c *Conn) abort() {
+	c.mu.Lock()
+	c.closed = true
+	c.notifyLocked()
+	c.mu.Unlock()
+	close(c.done)
+	if c.m != nil {
+		c.m.remove(c)
+	}
+}
+
+// handleData stores one incoming chunk, in sequence order. Chunk IQs reach
+// us on goroutines of their own, so they may come in any order: each waits
+// for its predecessors, then for room in the buffer, and is acknowledged
+// (by returning nil) only once stored. That makes the sender's window the
+// bound on what this side holds.
+func (c *Conn) handleData(ctx context.Context, d dataElem) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.remoteClosed || c.rerr != nil {
+		return session.NewError(session.CondItemNotFound, "bytestream closed")
+	}
+	payload, err := decodeBlock(d.Data, c.blockSize)
+	if err != nil {
+		c.failLocked(fmt.Errorf("%w: chunk %d: %v", ErrBadData, d.Seq, err))
+		return session.NewError(session.CondBadRequest, err.Error())
+	}
+	// uint16 arithmetic: a replayed seq is "65535 ahead", so it fails here.
+	ahead := d.Seq - c.next
+	if ahead >= maxAhead || c.waiting[d.Seq] || (ahead == 0 && c.headBusy) {
+		c.failLocked(fmt.Errorf("%w: got %d, expected %d", ErrUnexpectedSeq, d.Seq, c.next))
+		return session.NewError(session.CondUnexpectedRequest, fmt.Sprintf("seq %d, expected %d", d.Seq, c.next))
+	}
+	c.busy++
+	defer func() {
+		c.busy--
+		c.notifyLocked()
+	}()
+	if ahead > 0 {
+		c.waiting[d.Seq] = true
+		err := c.awaitTurnLocked(ctx, d.Seq)
+		delete(c.waiting, d.Seq)
+		if err != nil {
+			return err
+		}
+	}
+	c.headBusy = true
+	defer func() { c.headBusy = false }()
+	if err := c.awaitRoomLocked(ctx, len(payload)); err != nil {
+		return err
+	}
+	c.buf.Write(payload)
+	c.next++
+	return nil
+}
+
+// awaitTurnLocked waits until seq is the next expected. A predecessor that
+// has not arrived within reorderGrace is taken as missing.
+func (c *Conn) awaitTurnLocked(ctx context.Context, seq uint16) error {
+	t := time.NewTimer(reorderGrace)
+	defer t.Stop()
+	for c.next != seq {
+		if c.closed || c.rerr != nil {
+			return session.NewError(session.CondItemNotFound, "bytestream closed")
+		}
+		ch := c.changed
+		c.mu.Unlock()
+		var expired bool
+		select {
+		case <-ch:
+		case <-t.C:
+			expired = true
+		case <-ctx.Done():
+			c.mu.Lock()
+			return session.NewError(session.CondItemNotFound, "session ending")
+		}
+		c.mu.Lock()
+		if expired && c.next != seq {
+			if c.headBusy || c.waiting[c.next] {
+				t.Reset(reorderGrace) // the gap is filling, just slowly
+				continue
+			}
+			c.failLocked(fmt.Errorf("%w: chunk %d never arrived", ErrUnexpectedSeq, c.next))
+			return session.NewError(session.CondUnexpectedRequest, fmt.Sprintf("seq %d, but %d is missing", seq, c.next))
+		}
+	}
+	return nil
+}
+
+// awaitRoomLocked waits until n more bytes fit in the buffer (a chunk always
+// fits an empty one). A reader that takes nothing for AckTimeout fails the
+// stream: the sender has given up on this chunk by then.
+func (c *Conn) awaitRoomLocked(ctx context.Context, n int) error {
+	var t *time.Timer
+	for c.buf.Len() > 0 && c.buf.Len()+n > c.bufMax {
+		if c.closed || c.rerr != nil {
+			return session.NewError(session.CondItemNotFound, "bytestream closed")
+		}
+		if t == nil {
+			t = time.NewTimer(c.ackTimeout)
+			defer t.Stop()
+		}
+		ch := c.changed
+		c.mu.Unlock()
+		select {
+		case <-ch:
+			c.mu.Lock()
+		case <-ctx.Done():
+			c.mu.Lock()
+			return session.NewError(session.CondItemNotFound, "session ending")
+		case <-t.C:
+			c.mu.Lock()
+			c.failLocked(fmt.Errorf("%w: reader took no data for %v", ErrTimeout, c.ackTimeout))
+			return session.NewError(session.CondResourceConstraint, "receiver stalled")
+		}
+	}
+	if c.closed || c.rerr != nil {
+		return session.NewError(session.CondItemNotFound, "bytestream closed")
+	}
+	return nil
+}
+
+// handleClose takes the peer's <close/>. Data sent before it may still be
+// on its way to handleData (each IQ has its own goroutine, possibly not yet
+// started), so the close takes effect once no chunk is being handled and
+// nothing has happened for closeSettle, or after reorderGrace at most. A
+// chunk later still is answered item-not-found, so its sender knows.
+func (c *Conn) handleClose(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.remoteClosed {
+		return nil // crossing closes: both sides agree already
+	}
+	grace := time.NewTimer(reorderGrace)
+	defer grace.Stop()
+	settle := time.NewTimer(closeSettle)
+	defer settle.Stop()
+wait:
+	for c.rerr == nil {
+		ch := c.changed
+		idle := c.busy == 0
+		c.mu.Unlock()
+		select {
+		case <-ch:
+			c.mu.Lock()
+			settle.Reset(closeSettle)
+		case <-settle.C:
+			c.mu.Lock()
+			if idle && c.busy == 0 {
+				break wait
+			}
+			settle.Reset(closeSettle)
+		case <-grace.C:
+			c.mu.Lock()
+			break wait
+		case <-ctx.Done():
+			c.mu.Lock()
+			break wait
+		}
+	}
+	c.remoteClosed = true
+	c.notifyLocked()
+	if c.m != nil {
+		c.m.remove(c)
+	}
+	return nil
+}
+
+// deadline is a resettable deadline whose channel is closed when it passes.
+type deadline struct {
+	mu    sync.Mutex
+	timer *time.Timer
+	c     chan struct{}
+}
+
+func makeDeadline() deadline { return deadline{c: make(chan struct{})} }
+
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil && !d.timer.Stop() {
+		<-d.c // the timer fired: wait until its func closed c
+	}
+	d.timer = nil
+	passed := isClosed(d.c)
+	if t.IsZero() {
+		if passed {
+			d.c = make(chan struct{})
+		}
+		return
+	}
+	if dur := time.Until(t); dur > 0 {
+		if passed {
+			d.c = make(chan struct{})
+		}
+		c := d.c
+		d.timer = time.AfterFunc(dur, func() { close(c) })
+		return
+	}
+	if !passed {
+		close(d.c)
+	}
+}
+
+func (d *deadline) wait() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.c
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,235 @@
+package transfer
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"xfer/internal/disco"
+	"xfer/internal/ibb"
+	"xfer/internal/negotiate"
+	"xfer/internal/session"
+)
+
+// ReceiveOptions shape what is accepted and how it is stored.
+type ReceiveOptions struct {
+	Dir          string
+	Allow        []string // bare JIDs allowed to send, besides the account's own
+	AcceptAll    bool     // accept from anyone
+	Overwrite    bool     // replace an existing file instead of choosing a new name
+	MaxSize      int64    // refuse offers above this size; 0 means no limit
+	OpenTimeout  time.Duration
+	StallTimeout time.Duration
+	IBB          ibb.Options
+}
+
+// Receiver accepts offers on a session and stores the files.
+type Receiver struct {
+	s    Session
+	opts ReceiveOptions
+	obs  *Observer
+	ibb  *ibb.Manager
+
+	ctx     context.Context
+	mu      sync.Mutex
+	active  map[string]bool // part files being written
+	results chan outcome
+}
+
+type outcome struct {
+	res *Result
+	err error
+}
+
+// Features are what a receiver advertises in disco#info.
+var Features = []string{disco.NSInfo, negotiate.NS, negotiate.NSFileTransfer, MethodIBB}
+
+// NewReceiver registers the receiver's handlers on the session: disco#info,
+// SI offers and in-band bytestreams. Offers are handled until ctx ends.
+func NewReceiver(ctx context.Context, s Session, opts ReceiveOptions, obs *Observer) (*Receiver, error) {
+	st, err := os.Stat(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: download directory: %w", ErrFile, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("%w: %s is not a directory", ErrFile, opts.Dir)
+	}
+	r := &Receiver{
+		s: s, opts: opts, obs: obs, ctx: ctx,
+		active:  map[string]bool{},
+		results: make(chan outcome, 16),
+	}
+	r.ibb = ibb.NewManager(s, opts.IBB)
+	s.Handle(session.TypeGet, disco.NSInfo, disco.Handler(&disco.Info{
+		Identities: []disco.Identity{{Category: "client", Type: "pc", Name: "xfer"}},
+		Features:   Features,
+	}))
+	s.Handle(session.TypeSet, negotiate.NS, negotiate.Handle(r.decide))
+	return r, nil
+}
+
+// Next waits for the next transfer to end and returns its result.
+func (r *Receiver) Next(ctx context.Context) (*Result, error) {
+	select {
+	case o := <-r.results:
+		return o.res, o.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-r.s.Done():
+		return nil, fmt.Errorf("transfer: session ended: %w", sessionErr(r.s))
+	}
+}
+
+func sessionErr(s Session) error {
+	if e, ok := s.(interface{ Err() error }); ok && e.Err() != nil {
+		return e.Err()
+	}
+	return session.ErrDisconnected
+}
+
+func (r *Receiver) allowed(from string) bool {
+	if r.opts.AcceptAll || session.EqualJID(session.Bare(from), session.Bare(r.s.JID())) {
+		return true
+	}
+	for _, a := range r.opts.Allow {
+		if session.EqualJID(session.Bare(from), session.Bare(a)) {
+			return true
+		}
+	}
+	return false
+}
+
+// decide applies the receive policy to an offer; an accepted offer gets a
+// goroutine that waits for the bytestream and stores the file.
+func (r *Receiver) decide(_ context.Context, from string, o *negotiate.Offer) (*negotiate.Accept, error) {
+	ev := Event{Type: "offer", SID: o.SID, Direction: "receive", Peer: from, File: o.File.Name, Size: o.File.Size, Hash: o.File.Hash}
+	r.obs.emit(ev)
+	refuse := func(se *session.StanzaError, why string) (*negotiate.Accept, error) {
+		ev.Type, ev.Error = "refused", why
+		r.obs.emit(ev)
+		return nil, se
+	}
+	if !r.allowed(from) {
+		return refuse(negotiate.Declined("Offer Declined"), fmt.Sprintf("%s is not an allowed sender (use --from %s or --accept-all)", from, session.Bare(from)))
+	}
+	method := o.Choose(MethodIBB)
+	if method == "" {
+		return refuse(negotiate.NoValidStreams(), "no stream method in common")
+	}
+	if r.opts.MaxSize > 0 && o.File.Size > r.opts.MaxSize {
+		return refuse(session.NewError(session.CondNotAcceptable, "file larger than the receiver's limit"), fmt.Sprintf("%d bytes is over --max-size %d", o.File.Size, r.opts.MaxSize))
+	}
+	name, err := SafeName(o.File.Name)
+	if err != nil {
+		return refuse(session.NewError(session.CondBadRequest, "unusable file name"), err.Error())
+	}
+	part := partName(r.opts.Dir, name)
+	r.mu.Lock()
+	busy := r.active[part]
+	r.active[part] = true
+	r.mu.Unlock()
+	if busy {
+		return refuse(session.NewError(session.CondResourceConstraint, "a file of that name is already arriving"), "a file named "+name+" is already arriving")
+	}
+	// O_NOFOLLOW: a symlink planted at the part name is never written
+	// through. Resume by range builds on this file later.
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		r.release(part)
+		return refuse(session.NewError(session.CondInternalServerError, "cannot store the file"), err.Error())
+	}
+	// Expect the bytestream before the accept leaves, so an open that
+	// follows it at once is not turned away.
+	r.ibb.Expect(o.SID, from)
+	ev.Type, ev.Method, ev.Path = "accepted", MethodName(method), part
+	r.obs.emit(ev)
+	go func() {
+		res, err := r.store(f, part, name, from, o)
+		r.release(part)
+		if err != nil {
+			ev.Type, ev.Error = "error", err.Error()
+			r.obs.emit(ev)
+		}
+		select {
+		case r.results <- outcome{res, err}:
+		case <-r.ctx.Done():
+		}
+	}()
+	return &negotiate.Accept{Method: method}, nil
+}
+
+func (r *Receiver) release(part string) {
+	r.mu.Lock()
+	delete(r.active, part)
+	r.mu.Unlock()
+}
+
+// store receives the bytes into the part file, checks them and moves the
+// file into place. On failure no file is left under the final name.
+func (r *Receiver) store(f *os.File, part, name, from string, o *negotiate.Offer) (res *Result, err error) {
+	res = &Result{SID: o.SID, Peer: from, Name: name, Size: o.File.Size, Hash: o.File.Hash, Method: "ibb"}
+	defer func() {
+		if err != nil {
+			f.Close()
+			// The bytes are useless without a verified whole; the resume
+			// change keeps them instead.
+			os.Remove(part)
+		}
+	}()
+	octx, cancel := context.WithTimeout(r.ctx, orDefault(r.opts.OpenTimeout, 2*time.Minute))
+	conn, err := r.ibb.Accept(octx, o.SID, from)
+	cancel()
+	if err != nil {
+		return res, fmt.Errorf("transfer: %s accepted but no bytestream came from %s: %w", name, from, err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	meter := r.obs.meter(name, o.File.Size, 0)
+	defer meter.Finish()
+	var h hash.Hash = md5.New()
+	in := stallReader{conn, orDefault(r.opts.StallTimeout, 2*time.Minute)}
+	n, err := io.CopyBuffer(io.MultiWriter(f, h, meter), io.LimitReader(in, o.File.Size), make([]byte, 64<<10))
+	if err != nil {
+		return res, fmt.Errorf("transfer: receiving %s after %d of %d bytes: %w", name, n, o.File.Size, err)
+	}
+	if n < o.File.Size {
+		return res, fmt.Errorf("%w: %s: %d of %d bytes", ErrTruncated, name, n, o.File.Size)
+	}
+	// The declared size is reached: the peer must now close. More bytes
+	// are refused, never written.
+	var one [1]byte
+	if k, err := in.Read(one[:]); k > 0 {
+		return res, fmt.Errorf("%w: %s declared %d bytes", ErrTooLong, name, o.File.Size)
+	} else if err != nil && !errors.Is(err, io.EOF) {
+		return res, fmt.Errorf("transfer: %s: waiting for the end of the stream: %w", name, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); o.File.Hash != "" && got != o.File.Hash {
+		return res, fmt.Errorf("%w: %s: MD5 %s, the sender declared %s", ErrIntegrity, name, got, o.File.Hash)
+	}
+	if err := f.Sync(); err != nil {
+		return res, fmt.Errorf("%w: %w", ErrFile, err)
+	}
+	if err := f.Close(); err != nil {
+		return res, fmt.Errorf("%w: %w", ErrFile, err)
+	}
+	final, err := place(part, r.opts.Dir, name, r.opts.Overwrite)
+	if err != nil {
+		return res, err
+	}
+	res.Path, res.Elapsed = final, time.Since(start)
+	res.Renamed = final != r.opts.Dir+string(os.PathSeparator)+name
+	ev := Event{Type: "done", SID: o.SID, Direction: "receive", Peer: from, File: o.File.Name, Path: final, Size: o.File.Size, Bytes: n, Method: "ibb", Hash: o.File.Hash, Seconds: res.Elapsed.Seconds(), Renamed: res.Renamed}
+	if s := res.Elapsed.Seconds(); s > 0 {
+		ev.Rate = float64(n) / s
+	}
+	r.obs.emit(ev)
+	return res, nil
+}

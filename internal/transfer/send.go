@@ -1,0 +1,227 @@
+package transfer
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"xfer/internal/disco"
+	"xfer/internal/ibb"
+	"xfer/internal/negotiate"
+	"xfer/internal/session"
+)
+
+// SendOptions shape how files are offered and sent.
+type SendOptions struct {
+	Method        string        // "auto", "ibb" or "s5b"
+	Name          string        // send under this name instead of the file's own
+	Desc          string        // description shown to the receiver
+	AcceptTimeout time.Duration // how long the human on the other side may take
+	StallTimeout  time.Duration // no progress for this long fails the transfer
+	IBB           ibb.Options
+}
+
+// Sender sends files over one session.
+type Sender struct {
+	S    Session
+	Opts SendOptions
+	Obs  *Observer
+}
+
+// methods lists the stream methods to offer, best first.
+func (o *SendOptions) methods() ([]string, error) {
+	switch o.Method {
+	case "", "auto", "ibb":
+		// S5B lands in its own change; until then auto means IBB.
+		return []string{MethodIBB}, nil
+	case "s5b":
+		return nil, errors.New("transfer: --method s5b is not available yet; use ibb or auto")
+	}
+	return nil, fmt.Errorf("transfer: unknown method %q (want auto, s5b or ibb)", o.Method)
+}
+
+// Result describes a finished transfer.
+type Result struct {
+	SID     string
+	Peer    string
+	Name    string
+	Path    string
+	Size    int64
+	Offset  int64
+	Method  string
+	Hash    string
+	Elapsed time.Duration
+	Renamed bool
+}
+
+// Send offers the file at path to the full JID to and sends it.
+func (sd *Sender) Send(ctx context.Context, to, path string) (*Result, error) {
+	methods, err := sd.Opts.methods()
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFile, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFile, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrFile, path)
+	}
+	name := sd.Opts.Name
+	if name == "" {
+		name = filepath.Base(path)
+	}
+	sum, err := md5File(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	offer := &negotiate.Offer{
+		SID:      session.NewID(),
+		MimeType: "application/octet-stream",
+		File:     negotiate.File{Name: name, Size: st.Size(), Hash: sum, Date: st.ModTime().UTC(), Desc: sd.Opts.Desc, CanRange: true},
+		Methods:  methods,
+	}
+	res := &Result{SID: offer.SID, Peer: to, Name: name, Path: path, Size: st.Size(), Hash: sum}
+	ev := Event{SID: offer.SID, Direction: "send", Peer: to, File: name, Path: path, Size: st.Size(), Hash: sum}
+	ev.Type = "offer"
+	sd.Obs.emit(ev)
+
+	actx, cancel := context.WithTimeout(ctx, orDefault(sd.Opts.AcceptTimeout, 5*time.Minute))
+	acc, err := negotiate.Send(actx, sd.S, to, offer)
+	cancel()
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("%s did not answer the offer within %v: %w", to, orDefault(sd.Opts.AcceptTimeout, 5*time.Minute), err)
+		} else if isRefusal(err) {
+			err = fmt.Errorf("%w: %w", ErrRefused, err)
+		}
+		return res, err
+	}
+	length := st.Size() - acc.Offset
+	if acc.Offset < 0 || acc.Offset > st.Size() {
+		return res, fmt.Errorf("transfer: %s asked for offset %d of a %d-byte file", to, acc.Offset, st.Size())
+	}
+	if acc.Length > 0 && acc.Length < length {
+		length = acc.Length
+	}
+	res.Offset, res.Method = acc.Offset, MethodName(acc.Method)
+	ev.Type, ev.Method, ev.Offset = "accepted", res.Method, acc.Offset
+	sd.Obs.emit(ev)
+
+	start := time.Now()
+	conn, err := ibb.Open(ctx, sd.S, to, offer.SID, sd.Opts.IBB)
+	if err != nil {
+		return res, fmt.Errorf("transfer: opening the bytestream to %s: %w", to, err)
+	}
+	defer conn.Close()
+	if _, err := f.Seek(acc.Offset, io.SeekStart); err != nil {
+		return res, fmt.Errorf("%w: %w", ErrFile, err)
+	}
+	meter := sd.Obs.meter(name, st.Size(), acc.Offset)
+	buf := make([]byte, 64<<10)
+	n, err := io.CopyBuffer(conn, io.TeeReader(io.LimitReader(&ctxReader{ctx, f}, length), meter), buf)
+	if err == nil && n < length {
+		err = fmt.Errorf("%w: %s shrank while sending", ErrFile, path)
+	}
+	if err == nil {
+		err = conn.Close()
+	}
+	meter.Finish()
+	res.Elapsed = time.Since(start)
+	if err != nil {
+		return res, fmt.Errorf("transfer: sending %s after %d bytes: %w", name, n, err)
+	}
+	ev.Type, ev.Bytes, ev.Seconds = "done", n, res.Elapsed.Seconds()
+	if s := res.Elapsed.Seconds(); s > 0 {
+		ev.Rate = float64(n) / s
+	}
+	sd.Obs.emit(ev)
+	return res, nil
+}
+
+func isRefusal(err error) bool {
+	for _, e := range []error{negotiate.ErrDeclined, negotiate.ErrNoValidStreams, negotiate.ErrBadProfile, negotiate.ErrUnavailable} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// md5File hashes the whole file (XEP-0096's hash), then rewinds it.
+func md5File(ctx context.Context, f *os.File) (string, error) {
+	h := md5.New()
+	if _, err := io.CopyBuffer(h, &ctxReader{ctx, f}, make([]byte, 64<<10)); err != nil {
+		return "", fmt.Errorf("%w: hashing %s: %w", ErrFile, f.Name(), err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrFile, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ctxReader stops a copy when the context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// ResolveRecipient turns a bare JID into the full JID of an available
+// resource that accepts SI file transfer, waiting up to wait for one to come
+// online. A full JID is returned as it is.
+func ResolveRecipient(ctx context.Context, s Session, jid string, wait time.Duration) (string, error) {
+	if session.Resource(jid) != "" {
+		return jid, nil
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		online := s.Online(jid)
+		sort.Slice(online, func(i, j int) bool { return online[i].Priority > online[j].Priority })
+		for _, p := range online {
+			// Asked again on every round: a receiver announces itself
+			// before it has registered its handlers.
+			if p.From == s.JID() {
+				continue
+			}
+			info, err := disco.GetInfo(ctx, s, p.From)
+			if err == nil && info.HasFeature(negotiate.NS) && info.HasFeature(negotiate.NSFileTransfer) {
+				return p.From, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	return "", fmt.Errorf("%w: %s has no online resource that accepts file transfers (is it in your roster with a presence subscription, and online?); give a full JID such as %s/RESOURCE", ErrNoRecipient, jid, jid)
+}
