@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 
+	"xfer/internal/ibb"
+	"xfer/internal/negotiate"
 	"xfer/internal/probe"
+	"xfer/internal/s5b"
 	"xfer/internal/session"
+	"xfer/internal/transfer"
 )
 
 // ExitCode is the process status; the values are documented in the README
@@ -18,7 +22,7 @@ const (
 	ExitUsage       ExitCode = 2 // bad flags or arguments
 	ExitConnect     ExitCode = 3 // cannot reach the server, or TLS failed
 	ExitAuth        ExitCode = 4 // the server refused the JID or password
-	ExitRefused     ExitCode = 5 // the peer refused the transfer
+	ExitRefused     ExitCode = 5 // the peer refused the transfer, or is not there to take it
 	ExitTimeout     ExitCode = 6 // a wait ran out (accept, reply, stall)
 	ExitTransfer    ExitCode = 7 // the transfer failed or did not verify
 	ExitNoProxy     ExitCode = 8 // probe-proxy: no proxy passed the self-test
@@ -46,7 +50,17 @@ func exitCodeFor(err error) ExitCode {
 		return ExitConnect
 	case errors.Is(err, probe.ErrNoWorkingProxy):
 		return ExitNoProxy
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, session.ErrNoReply):
+	case errors.Is(err, transfer.ErrRefused), errors.Is(err, transfer.ErrNoRecipient),
+		errors.Is(err, negotiate.ErrDeclined), errors.Is(err, negotiate.ErrNoValidStreams),
+		errors.Is(err, negotiate.ErrBadProfile), errors.Is(err, negotiate.ErrUnavailable):
+		return ExitRefused
+	case errors.Is(err, transfer.ErrIntegrity), errors.Is(err, transfer.ErrTruncated),
+		errors.Is(err, transfer.ErrTooLong), errors.Is(err, transfer.ErrStalled),
+		errors.Is(err, ibb.ErrClosedByPeer), errors.Is(err, ibb.ErrUnexpectedSeq), errors.Is(err, ibb.ErrBadData),
+		errors.Is(err, ibb.ErrRefused), errors.Is(err, ibb.ErrRejected), errors.Is(err, ibb.ErrSessionEnded),
+		errors.Is(err, s5b.ErrNoStreamhost), errors.Is(err, s5b.ErrProtocol), errors.Is(err, s5b.ErrRefused):
+		return ExitTransfer
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, session.ErrNoReply), errors.Is(err, ibb.ErrTimeout):
 		return ExitTimeout
 	}
 	return ExitError

@@ -15,6 +15,8 @@ import (
 // One private Prosody serves every script of this package.
 var srv, plain *testserver.Server
 
+var accounts = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace"}
+
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"xfer": func() { os.Exit(int(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))) },
@@ -35,13 +37,17 @@ func startServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []*testserver.Server{srv, plain} {
-		for _, u := range []string{"alice", "bob", "carol"} {
+		for _, u := range accounts {
 			if err := s.Register(u, u+"-pw"); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := s.Befriend("alice", "bob"); err != nil {
-			t.Fatal(err)
+		// Scripts run in parallel: each pair that needs presence has its
+		// own accounts, so a bare JID resolves to that script's receiver.
+		for _, pair := range [][2]string{{"alice", "bob"}, {"dave", "erin"}} {
+			if err := s.Befriend(pair[0], pair[1]); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }
@@ -65,7 +71,7 @@ func TestScripts(t *testing.T) {
 			env.Setenv("CA", srv.CAFile)
 			env.Setenv("PROXY_ADDR", srv.ProxyAddr)
 			env.Setenv("HOME", env.WorkDir)
-			for _, u := range []string{"alice", "bob", "carol"} {
+			for _, u := range accounts {
 				env.Setenv(fmt.Sprintf("%s_PW", u), u+"-pw")
 			}
 			return nil

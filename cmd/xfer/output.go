@@ -80,9 +80,12 @@ func (o *output) received(r *transfer.Result) {
 
 func (o *output) failed(name string, err error) {
 	if o.g.json {
+		o.mu.Lock()
 		_ = o.g.emitJSON(map[string]any{"type": "error", "file": name, "error": err.Error(), "exit_code": int(exitCodeFor(err)), "time": time.Now()})
-		return
+		o.mu.Unlock()
 	}
+	// Errors go to stderr in every mode: scripts read stdout, people and
+	// logs read stderr.
 	fmt.Fprintf(o.g.stderr, "xfer: %s: %v\n", name, err)
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -74,8 +75,8 @@ moved to DIR/NAME; an existing file is never replaced (the new one becomes
 				res, err := r.Next(ctx)
 				if err != nil {
 					if res == nil { // the session or the command ended
-						if errors.Is(err, ctx.Err()) && firstErr == nil && count == 0 {
-							return nil // interrupted while idle: a normal end
+						if errors.Is(err, context.Canceled) && firstErr == nil && count == 0 {
+							return nil // interrupted while idle: the normal end of an open-ended receive
 						}
 						return err
 					}

@@ -192,26 +192,34 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// ResolveRecipient turns a bare JID into the full JID of an available
-// resource that accepts SI file transfer, waiting up to wait for one to come
-// online. A full JID is returned as it is.
+// ResolveRecipient finds whom to send to. A bare JID becomes the full JID
+// of an available resource that accepts SI file transfer (known from
+// presence, so the contact needs a subscription); a full JID is taken as
+// it is. With wait > 0 it waits that long for such a resource to appear: for
+// a full JID, until it answers service discovery with SI file transfer.
 func ResolveRecipient(ctx context.Context, s Session, jid string, wait time.Duration) (string, error) {
-	if session.Resource(jid) != "" {
+	full := session.Resource(jid) != ""
+	if full && wait <= 0 {
 		return jid, nil
 	}
 	deadline := time.Now().Add(wait)
 	for {
-		online := s.Online(jid)
-		sort.Slice(online, func(i, j int) bool { return online[i].Priority > online[j].Priority })
-		for _, p := range online {
-			// Asked again on every round: a receiver announces itself
-			// before it has registered its handlers.
-			if p.From == s.JID() {
-				continue
+		candidates := []string{jid}
+		if !full {
+			online := s.Online(jid)
+			sort.Slice(online, func(i, j int) bool { return online[i].Priority > online[j].Priority })
+			candidates = candidates[:0]
+			for _, p := range online {
+				if p.From != s.JID() {
+					candidates = append(candidates, p.From)
+				}
 			}
-			info, err := disco.GetInfo(ctx, s, p.From)
-			if err == nil && info.HasFeature(negotiate.NS) && info.HasFeature(negotiate.NSFileTransfer) {
-				return p.From, nil
+		}
+		// Asked again on every round: a receiver announces itself
+		// before it has registered its handlers.
+		for _, c := range candidates {
+			if acceptsFiles(ctx, s, c) {
+				return c, nil
 			}
 		}
 		if time.Now().After(deadline) {
@@ -223,5 +231,13 @@ func ResolveRecipient(ctx context.Context, s Session, jid string, wait time.Dura
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
+	if full {
+		return "", fmt.Errorf("%w: %s did not come online with file transfer support within %v", ErrNoRecipient, jid, wait)
+	}
 	return "", fmt.Errorf("%w: %s has no online resource that accepts file transfers (is it in your roster with a presence subscription, and online?); give a full JID such as %s/RESOURCE", ErrNoRecipient, jid, jid)
+}
+
+func acceptsFiles(ctx context.Context, s Session, jid string) bool {
+	info, err := disco.GetInfo(ctx, s, jid)
+	return err == nil && info.HasFeature(negotiate.NS) && info.HasFeature(negotiate.NSFileTransfer)
 }
