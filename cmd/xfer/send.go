@@ -101,7 +101,7 @@ the first online resource that accepts file transfers is chosen.`,
 	f.DurationVar(&o.acceptTimeout, "accept-timeout", 5*time.Minute, "how long to wait for the contact to accept")
 	f.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail when no data moves for this long")
 	f.DurationVar(&o.waitOnline, "wait-online", 0, "wait this long for the contact to come online with file transfer support")
-	f.IntVar(&o.ibbBlockSize, "ibb-block-size", 0, "in-band block size in bytes (default 65535, lowered when the peer asks)")
+	f.IntVar(&o.ibbBlockSize, "ibb-block-size", 0, "in-band block size in bytes, at most 65535 (default 4096, the XEP-0047 recommendation and the fastest through Prosody; lowered when the peer asks)")
 	f.IntVar(&o.ibbWindow, "ibb-window", 0, "in-band chunks in flight before waiting for acknowledgements (default 16)")
 	return cmd
 }

@@ -43,6 +43,11 @@ type Options struct {
 	DeadProxy bool
 	// NoProxy leaves the proxy65 component out.
 	NoProxy bool
+	// NoNagle sets TCP_NODELAY on the server's sockets (Prosody's
+	// network_settings.nagle = false). Prosody leaves Nagle on by
+	// default, which stalls in-band transfers on delayed ACKs; the
+	// benchmark measures both.
+	NoNagle bool
 }
 
 // Server is a running private Prosody.
@@ -74,6 +79,8 @@ run_as_root = true
 pidfile = "{{.Dir}}/prosody.pid"
 data_path = "{{.Dir}}/data"
 plugin_paths = {}
+{{if .NoNagle}}network_settings = { nagle = false }
+{{end}}
 log = { { levels = { min = "info" }, to = "file", filename = "{{.Dir}}/prosody.log" } }
 certificates = "{{.Dir}}/certs"
 modules_enabled = { "roster"; "saslauth"; {{if not .Plaintext}}"tls"; {{end}}"disco"; "ping"; "posix" }
@@ -150,7 +157,7 @@ func Start(opts Options) (*Server, error) {
 	var cfg bytes.Buffer
 	err = template.Must(template.New("cfg").Parse(configTemplate)).Execute(&cfg, map[string]any{
 		"Dir": dir, "C2SPort": c2s, "ProxyPort": proxy,
-		"Plaintext": opts.Plaintext, "DeadProxy": opts.DeadProxy, "NoProxy": opts.NoProxy,
+		"Plaintext": opts.Plaintext, "DeadProxy": opts.DeadProxy, "NoProxy": opts.NoProxy, "NoNagle": opts.NoNagle,
 	})
 	if err != nil {
 		return nil, err
