@@ -47,6 +47,10 @@ func (o *output) event(e transfer.Event) {
 	switch e.Type {
 	case "refused":
 		fmt.Fprintf(o.g.stderr, "xfer: refused %q from %s: %s\n", e.File, e.Peer, e.Error)
+	case "fallback":
+		if !o.g.quiet {
+			fmt.Fprintf(o.g.stderr, "xfer: %s: %s\n", e.File, e.Error)
+		}
 	case "offer":
 		if e.Direction == "receive" && !o.g.quiet {
 			fmt.Fprintf(o.g.stderr, "xfer: %s offers %q (%s)\n", e.Peer, e.File, humanSize(e.Size))
@@ -64,7 +68,7 @@ func (o *output) sent(r *transfer.Result) {
 	if o.g.json {
 		return // the done event said it
 	}
-	fmt.Fprintf(o.g.stdout, "sent\t%s\t%s\t%s\t%s\tto %s\n", r.Name, humanSize(r.Size), rateOf(r.Size-r.Offset, r.Elapsed), r.Method, r.Peer)
+	fmt.Fprintf(o.g.stdout, "sent\t%s\t%s\t%s\t%s\tto %s\n", r.Name, humanSize(r.Size), rateOf(r.Size-r.Offset, r.Elapsed), method(r), r.Peer)
 }
 
 func (o *output) received(r *transfer.Result) {
@@ -75,7 +79,16 @@ func (o *output) received(r *transfer.Result) {
 	if r.Renamed {
 		note = " (renamed: the name was taken)"
 	}
-	fmt.Fprintf(o.g.stdout, "received\t%s\t%s\t%s\t%s\t%s%s\n", r.Name, humanSize(r.Size), rateOf(r.Size-r.Offset, r.Elapsed), r.Method, r.Path, note)
+	fmt.Fprintf(o.g.stdout, "received\t%s\t%s\t%s\t%s\t%s%s\n", r.Name, humanSize(r.Size), rateOf(r.Size-r.Offset, r.Elapsed), method(r), r.Path, note)
+}
+
+// method names the bytestream for the summary: "ibb", "s5b direct",
+// "s5b proxy JID".
+func method(r *transfer.Result) string {
+	if r.Via != "" {
+		return r.Method + " " + r.Via
+	}
+	return r.Method
 }
 
 func (o *output) failed(name string, err error) {

@@ -21,6 +21,8 @@ type receiveOptions struct {
 	maxSize      string
 	stallTimeout time.Duration
 	openTimeout  time.Duration
+	noDirect     bool
+	hostTimeout  time.Duration
 }
 
 func newReceiveCmd(g *globalOptions) *cobra.Command {
@@ -65,6 +67,7 @@ moved to DIR/NAME; an existing file is never replaced (the new one becomes
 			r, err := transfer.NewReceiver(ctx, s, transfer.ReceiveOptions{
 				Dir: o.dir, Allow: o.from, AcceptAll: o.acceptAll, Overwrite: o.overwrite,
 				MaxSize: maxSize, StallTimeout: o.stallTimeout, OpenTimeout: o.openTimeout,
+				S5B: transfer.S5BOptions{NoDirect: o.noDirect, HostTimeout: o.hostTimeout},
 			}, out.observer())
 			if err != nil {
 				return err
@@ -104,5 +107,7 @@ moved to DIR/NAME; an existing file is never replaced (the new one becomes
 	f.StringVar(&o.maxSize, "max-size", "", "refuse files larger than this (e.g. 2GiB)")
 	f.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail a transfer when no data arrives for this long")
 	f.DurationVar(&o.openTimeout, "open-timeout", 2*time.Minute, "how long to wait for the bytestream after accepting")
+	f.BoolVar(&o.noDirect, "no-direct", false, "never connect to the sender directly: only through proxies")
+	f.DurationVar(&o.hostTimeout, "host-timeout", 5*time.Second, "limit for each SOCKS5 streamhost's connect and handshake")
 	return cmd
 }

@@ -20,6 +20,11 @@ type sendOptions struct {
 	waitOnline    time.Duration
 	ibbBlockSize  int
 	ibbWindow     int
+	noDirect      bool
+	directAddrs   []string
+	listenPort    int
+	proxies       []string
+	hostTimeout   time.Duration
 }
 
 func newSendCmd(g *globalOptions) *cobra.Command {
@@ -36,7 +41,8 @@ then the contact must be in your roster with a presence subscription, and
 the first online resource that accepts file transfers is chosen.`,
 		Example: `  xfer send report.pdf bob@example.org
   xfer send --desc "the photos" *.jpg bob@example.org/laptop
-  xfer send --name notes.txt --method ibb /tmp/x.txt bob@example.org --json`,
+  xfer send --name notes.txt --method ibb /tmp/x.txt bob@example.org --json
+  xfer send --no-direct --proxy proxy.example.org big.iso bob@example.org/laptop`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 2 {
 				return usageError{errors.New("send needs at least one FILE and a JID")}
@@ -57,7 +63,7 @@ the first online resource that accepts file transfers is chosen.`,
 				return usageError{fmt.Errorf("--method %q: want auto, s5b or ibb", o.method)}
 			}
 			ctx := cmd.Context()
-			s, _, err := g.connect(ctx)
+			s, host, err := g.connect(ctx)
 			if err != nil {
 				return err
 			}
@@ -73,6 +79,11 @@ the first online resource that accepts file transfers is chosen.`,
 				AcceptTimeout: o.acceptTimeout, StallTimeout: o.stallTimeout,
 			}}
 			sd.Opts.IBB.BlockSize, sd.Opts.IBB.Window = o.ibbBlockSize, o.ibbWindow
+			sd.Opts.S5B = transfer.S5BOptions{
+				NoDirect: o.noDirect, DirectAddrs: o.directAddrs, ListenPort: o.listenPort,
+				Proxies: o.proxies, HostTimeout: o.hostTimeout,
+				ServerLoopback: session.IsLoopback(ctx, host),
+			}
 			var firstErr error
 			for _, f := range files {
 				res, err := sd.Send(ctx, full, f)
@@ -95,7 +106,7 @@ the first online resource that accepts file transfers is chosen.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.method, "method", "auto", "bytestream: auto, s5b or ibb (auto is ibb until S5B lands)")
+	f.StringVar(&o.method, "method", "auto", "bytestream: auto (SOCKS5, falling back to in-band), s5b or ibb")
 	f.StringVar(&o.name, "name", "", "offer the file under this name")
 	f.StringVar(&o.desc, "desc", "", "a description shown to the receiver")
 	f.DurationVar(&o.acceptTimeout, "accept-timeout", 5*time.Minute, "how long to wait for the contact to accept")
@@ -103,5 +114,10 @@ the first online resource that accepts file transfers is chosen.`,
 	f.DurationVar(&o.waitOnline, "wait-online", 0, "wait this long for the contact to come online with file transfer support")
 	f.IntVar(&o.ibbBlockSize, "ibb-block-size", 0, "in-band block size in bytes, at most 65535 (default 4096, the XEP-0047 recommendation and the fastest through Prosody; lowered when the peer asks)")
 	f.IntVar(&o.ibbWindow, "ibb-window", 0, "in-band chunks in flight before waiting for acknowledgements (default 16)")
+	f.BoolVar(&o.noDirect, "no-direct", false, "offer no direct connection to this machine: proxies only")
+	f.StringArrayVar(&o.directAddrs, "direct-addr", nil, "also advertise HOST[:PORT] for direct connections, e.g. a public or NAT-mapped address (repeatable)")
+	f.IntVar(&o.listenPort, "listen-port", 0, "port for direct connections (default: any free port), e.g. to match a port forward")
+	f.StringArrayVar(&o.proxies, "proxy", nil, "use this SOCKS5 proxy JID instead of the server's (repeatable)")
+	f.DurationVar(&o.hostTimeout, "host-timeout", 5*time.Second, "limit for each SOCKS5 streamhost's connect and handshake")
 	return cmd
 }

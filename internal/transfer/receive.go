@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"net"
 	"os"
 	"sync"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"xfer/internal/disco"
 	"xfer/internal/ibb"
 	"xfer/internal/negotiate"
+	"xfer/internal/s5b"
 	"xfer/internal/session"
 )
 
@@ -29,6 +31,7 @@ type ReceiveOptions struct {
 	OpenTimeout  time.Duration
 	StallTimeout time.Duration
 	IBB          ibb.Options
+	S5B          S5BOptions
 }
 
 // Receiver accepts offers on a session and stores the files.
@@ -38,10 +41,11 @@ type Receiver struct {
 	obs  *Observer
 	ibb  *ibb.Manager
 
-	ctx     context.Context
-	mu      sync.Mutex
-	active  map[string]bool // part files being written
-	results chan outcome
+	ctx        context.Context
+	mu         sync.Mutex
+	active     map[string]bool           // part files being written
+	s5bWaiting map[string]chan s5bResult // accepted S5B streams by streamKey
+	results    chan outcome
 }
 
 type outcome struct {
@@ -50,7 +54,7 @@ type outcome struct {
 }
 
 // Features are what a receiver advertises in disco#info.
-var Features = []string{disco.NSInfo, negotiate.NS, negotiate.NSFileTransfer, MethodIBB}
+var Features = []string{disco.NSInfo, negotiate.NS, negotiate.NSFileTransfer, MethodS5B, MethodIBB}
 
 // NewReceiver registers the receiver's handlers on the session: disco#info,
 // SI offers and in-band bytestreams. Offers are handled until ctx ends.
@@ -64,8 +68,9 @@ func NewReceiver(ctx context.Context, s Session, opts ReceiveOptions, obs *Obser
 	}
 	r := &Receiver{
 		s: s, opts: opts, obs: obs, ctx: ctx,
-		active:  map[string]bool{},
-		results: make(chan outcome, 16),
+		active:     map[string]bool{},
+		s5bWaiting: map[string]chan s5bResult{},
+		results:    make(chan outcome, 16),
 	}
 	r.ibb = ibb.NewManager(s, opts.IBB)
 	s.Handle(session.TypeGet, disco.NSInfo, disco.Handler(&disco.Info{
@@ -73,6 +78,7 @@ func NewReceiver(ctx context.Context, s Session, opts ReceiveOptions, obs *Obser
 		Features:   Features,
 	}))
 	s.Handle(session.TypeSet, negotiate.NS, negotiate.Handle(r.decide))
+	s5b.Handle(s, r.s5bRequest)
 	return r, nil
 }
 
@@ -120,7 +126,7 @@ func (r *Receiver) decide(_ context.Context, from string, o *negotiate.Offer) (*
 	if !r.allowed(from) {
 		return refuse(negotiate.Declined("Offer Declined"), fmt.Sprintf("%s is not an allowed sender (use --from %s or --accept-all)", from, session.Bare(from)))
 	}
-	method := o.Choose(MethodIBB)
+	method := o.Choose(MethodS5B, MethodIBB)
 	if method == "" {
 		return refuse(negotiate.NoValidStreams(), "no stream method in common")
 	}
@@ -146,14 +152,28 @@ func (r *Receiver) decide(_ context.Context, from string, o *negotiate.Offer) (*
 		r.release(part)
 		return refuse(session.NewError(session.CondInternalServerError, "cannot store the file"), err.Error())
 	}
-	// Expect the bytestream before the accept leaves, so an open that
-	// follows it at once is not turned away.
-	r.ibb.Expect(o.SID, from)
+	// Expect the bytestream before the accept leaves, so a request that
+	// follows it at once is not turned away. With S5B chosen and IBB
+	// offered too, the sender may fall back to IBB on the same sid.
+	var s5bCh chan s5bResult
+	if method == MethodS5B {
+		s5bCh = make(chan s5bResult, 1)
+		r.mu.Lock()
+		r.s5bWaiting[streamKey(o.SID, from)] = s5bCh
+		r.mu.Unlock()
+	}
+	ibbOffered := o.Choose(MethodIBB) != ""
+	if ibbOffered {
+		r.ibb.Expect(o.SID, from)
+	}
 	ev.Type, ev.Method, ev.Path = "accepted", MethodName(method), part
 	r.obs.emit(ev)
 	go func() {
-		res, err := r.store(f, part, name, from, o)
+		res, err := r.store(f, part, name, from, o, s5bCh, ibbOffered)
 		r.release(part)
+		r.mu.Lock()
+		delete(r.s5bWaiting, streamKey(o.SID, from))
+		r.mu.Unlock()
 		if err != nil {
 			ev.Type, ev.Error = "error", err.Error()
 			r.obs.emit(ev)
@@ -174,8 +194,8 @@ func (r *Receiver) release(part string) {
 
 // store receives the bytes into the part file, checks them and moves the
 // file into place. On failure no file is left under the final name.
-func (r *Receiver) store(f *os.File, part, name, from string, o *negotiate.Offer) (res *Result, err error) {
-	res = &Result{SID: o.SID, Peer: from, Name: name, Size: o.File.Size, Hash: o.File.Hash, Method: "ibb"}
+func (r *Receiver) store(f *os.File, part, name, from string, o *negotiate.Offer, s5bCh chan s5bResult, ibbOffered bool) (res *Result, err error) {
+	res = &Result{SID: o.SID, Peer: from, Name: name, Size: o.File.Size, Hash: o.File.Hash}
 	defer func() {
 		if err != nil {
 			f.Close()
@@ -184,9 +204,7 @@ func (r *Receiver) store(f *os.File, part, name, from string, o *negotiate.Offer
 			os.Remove(part)
 		}
 	}()
-	octx, cancel := context.WithTimeout(r.ctx, orDefault(r.opts.OpenTimeout, 2*time.Minute))
-	conn, err := r.ibb.Accept(octx, o.SID, from)
-	cancel()
+	conn, err := r.awaitStream(o.SID, from, s5bCh, ibbOffered, res)
 	if err != nil {
 		return res, fmt.Errorf("transfer: %s accepted but no bytestream came from %s: %w", name, from, err)
 	}
@@ -226,10 +244,73 @@ func (r *Receiver) store(f *os.File, part, name, from string, o *negotiate.Offer
 	}
 	res.Path, res.Elapsed = final, time.Since(start)
 	res.Renamed = final != r.opts.Dir+string(os.PathSeparator)+name
-	ev := Event{Type: "done", SID: o.SID, Direction: "receive", Peer: from, File: o.File.Name, Path: final, Size: o.File.Size, Bytes: n, Method: "ibb", Hash: o.File.Hash, Seconds: res.Elapsed.Seconds(), Renamed: res.Renamed}
+	ev := Event{Type: "done", SID: o.SID, Direction: "receive", Peer: from, File: o.File.Name, Path: final, Size: o.File.Size, Bytes: n, Method: res.Method, Via: res.Via, Hash: o.File.Hash, Seconds: res.Elapsed.Seconds(), Renamed: res.Renamed}
 	if s := res.Elapsed.Seconds(); s > 0 {
 		ev.Rate = float64(n) / s
 	}
 	r.obs.emit(ev)
 	return res, nil
+}
+
+// awaitStream waits for the accepted offer's bytestream: the S5B
+// connection, or an IBB open on the same sid (offered, or as the fallback
+// after S5B failed).
+func (r *Receiver) awaitStream(sid, from string, s5bCh chan s5bResult, ibbOffered bool, res *Result) (net.Conn, error) {
+	octx, cancel := context.WithTimeout(r.ctx, orDefault(r.opts.OpenTimeout, 2*time.Minute))
+	defer cancel()
+	type ibbResult struct {
+		conn *ibb.Conn
+		err  error
+	}
+	var ibbCh chan ibbResult
+	if ibbOffered {
+		ibbCh = make(chan ibbResult, 1)
+		go func() {
+			c, err := r.ibb.Accept(octx, sid, from)
+			ibbCh <- ibbResult{c, err}
+		}()
+	}
+	var s5bErr error
+	for {
+		select {
+		case sr := <-s5bCh:
+			if sr.err != nil {
+				s5bErr = sr.err
+				s5bCh = nil // keep waiting for the in-band fallback
+				if ibbCh == nil {
+					return nil, sr.err
+				}
+				continue
+			}
+			cancel() // withdraw the IBB expectation
+			if ibbCh != nil {
+				if ir := <-ibbCh; ir.conn != nil {
+					ir.conn.Close()
+				}
+			}
+			res.Method = "s5b"
+			res.Via = "direct"
+			if !session.EqualJID(sr.via.JID, from) {
+				res.Via = "proxy " + sr.via.JID
+			}
+			return sr.conn, nil
+		case ir := <-ibbCh:
+			if ir.err != nil {
+				if s5bErr != nil {
+					return nil, errors.Join(s5bErr, ir.err)
+				}
+				return nil, ir.err
+			}
+			res.Method = "ibb"
+			if s5bCh != nil || s5bErr != nil {
+				res.Fallback = "the sender fell back to in-band"
+				if s5bErr != nil {
+					res.Fallback += " after: " + s5bErr.Error()
+				}
+			}
+			return ir.conn, nil
+		case <-octx.Done():
+			return nil, octx.Err()
+		}
+	}
 }

@@ -7,14 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"xfer/internal/disco"
 	"xfer/internal/ibb"
 	"xfer/internal/negotiate"
+	"xfer/internal/s5b"
 	"xfer/internal/session"
 )
 
@@ -26,6 +30,7 @@ type SendOptions struct {
 	AcceptTimeout time.Duration // how long the human on the other side may take
 	StallTimeout  time.Duration // no progress for this long fails the transfer
 	IBB           ibb.Options
+	S5B           S5BOptions
 }
 
 // DefaultIBBBlockSize is the in-band block size offered first. XEP-0047
@@ -40,16 +45,21 @@ type Sender struct {
 	S    Session
 	Opts SendOptions
 	Obs  *Observer
+
+	proxyOnce sync.Once // proxies are discovered once per Sender
+	proxies   []s5b.Streamhost
+	proxyErr  error
 }
 
 // methods lists the stream methods to offer, best first.
 func (o *SendOptions) methods() ([]string, error) {
 	switch o.Method {
-	case "", "auto", "ibb":
-		// S5B lands in its own change; until then auto means IBB.
+	case "", "auto":
+		return []string{MethodS5B, MethodIBB}, nil
+	case "ibb":
 		return []string{MethodIBB}, nil
 	case "s5b":
-		return nil, errors.New("transfer: --method s5b is not available yet; use ibb or auto")
+		return []string{MethodS5B}, nil
 	}
 	return nil, fmt.Errorf("transfer: unknown method %q (want auto, s5b or ibb)", o.Method)
 }
@@ -64,8 +74,11 @@ type Result struct {
 	Offset  int64
 	Method  string
 	Hash    string
+	Via     string // for s5b: "direct" or "proxy JID"
 	Elapsed time.Duration
 	Renamed bool
+	// Fallback says why the transfer fell back from S5B to IBB, if it did.
+	Fallback string
 }
 
 // Send offers the file at path to the full JID to and sends it.
@@ -128,13 +141,9 @@ func (sd *Sender) Send(ctx context.Context, to, path string) (*Result, error) {
 	sd.Obs.emit(ev)
 
 	start := time.Now()
-	ibbOpts := sd.Opts.IBB
-	if ibbOpts.BlockSize <= 0 {
-		ibbOpts.BlockSize = DefaultIBBBlockSize
-	}
-	conn, err := ibb.Open(ctx, sd.S, to, offer.SID, ibbOpts)
+	conn, err := sd.openStream(ctx, to, offer, acc, res, ev)
 	if err != nil {
-		return res, fmt.Errorf("transfer: opening the bytestream to %s: %w", to, err)
+		return res, err
 	}
 	defer conn.Close()
 	if _, err := f.Seek(acc.Offset, io.SeekStart); err != nil {
@@ -142,7 +151,8 @@ func (sd *Sender) Send(ctx context.Context, to, path string) (*Result, error) {
 	}
 	meter := sd.Obs.meter(name, st.Size(), acc.Offset)
 	buf := make([]byte, 64<<10)
-	n, err := io.CopyBuffer(conn, io.TeeReader(io.LimitReader(&ctxReader{ctx, f}, length), meter), buf)
+	out := stallWriter{conn, orDefault(sd.Opts.StallTimeout, 2*time.Minute)}
+	n, err := io.CopyBuffer(out, io.TeeReader(io.LimitReader(&ctxReader{ctx, f}, length), meter), buf)
 	if err == nil && n < length {
 		err = fmt.Errorf("%w: %s shrank while sending", ErrFile, path)
 	}
@@ -154,12 +164,55 @@ func (sd *Sender) Send(ctx context.Context, to, path string) (*Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("transfer: sending %s after %d bytes: %w", name, n, err)
 	}
-	ev.Type, ev.Bytes, ev.Seconds = "done", n, res.Elapsed.Seconds()
+	ev.Type, ev.Bytes, ev.Seconds, ev.Method, ev.Via = "done", n, res.Elapsed.Seconds(), res.Method, res.Via
 	if s := res.Elapsed.Seconds(); s > 0 {
 		ev.Rate = float64(n) / s
 	}
 	sd.Obs.emit(ev)
 	return res, nil
+}
+
+// openStream opens the accepted bytestream: S5B, falling back to IBB on
+// the same sid when S5B fails and IBB was offered too (the convention
+// Pidgin set, which receivers expect).
+func (sd *Sender) openStream(ctx context.Context, to string, offer *negotiate.Offer, acc *negotiate.Accept, res *Result, ev Event) (net.Conn, error) {
+	if acc.Method == MethodS5B {
+		conn, via, err := sd.s5bConnect(ctx, to, offer.SID)
+		if err == nil {
+			res.Via = via
+			return conn, nil
+		}
+		if ctx.Err() != nil || !slices.Contains(offer.Methods, MethodIBB) {
+			return nil, fmt.Errorf("transfer: SOCKS5 bytestream to %s: %w", to, err)
+		}
+		res.Method, res.Fallback = "ibb", err.Error()
+		ev.Type, ev.Method, ev.Error = "fallback", "ibb", "SOCKS5 failed, falling back to in-band: "+err.Error()
+		sd.Obs.emit(ev)
+	}
+	ibbOpts := sd.Opts.IBB
+	if ibbOpts.BlockSize <= 0 {
+		ibbOpts.BlockSize = DefaultIBBBlockSize
+	}
+	conn, err := ibb.Open(ctx, sd.S, to, offer.SID, ibbOpts)
+	if err != nil {
+		return nil, fmt.Errorf("transfer: opening the in-band bytestream to %s: %w", to, err)
+	}
+	return conn, nil
+}
+
+// stallWriter fails a write that cannot move a byte within the timeout.
+type stallWriter struct {
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (w stallWriter) Write(p []byte) (int, error) {
+	_ = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	n, err := w.conn.Write(p)
+	if err != nil && isTimeout(err) {
+		return n, errors.Join(ErrStalled, err)
+	}
+	return n, err
 }
 
 func isRefusal(err error) bool {
@@ -213,6 +266,10 @@ func ResolveRecipient(ctx context.Context, s Session, jid string, wait time.Dura
 	if full && wait <= 0 {
 		return jid, nil
 	}
+	if !full && wait < presenceGrace {
+		// Contacts' presence arrives just after login: give it a moment.
+		wait = presenceGrace
+	}
 	deadline := time.Now().Add(wait)
 	for {
 		candidates := []string{jid}
@@ -247,6 +304,9 @@ func ResolveRecipient(ctx context.Context, s Session, jid string, wait time.Dura
 	}
 	return "", fmt.Errorf("%w: %s has no online resource that accepts file transfers (is it in your roster with a presence subscription, and online?); give a full JID such as %s/RESOURCE", ErrNoRecipient, jid, jid)
 }
+
+// presenceGrace is how long a bare JID waits at least for presence.
+const presenceGrace = 3 * time.Second
 
 func acceptsFiles(ctx context.Context, s Session, jid string) bool {
 	info, err := disco.GetInfo(ctx, s, jid)

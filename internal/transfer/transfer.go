@@ -41,7 +41,7 @@ type Session interface {
 }
 
 // Event reports what happens, for the human summary and for --json. Type is
-// one of: offer, accepted, refused, progress, done, error.
+// one of: offer, accepted, refused, fallback, progress, done, error.
 type Event struct {
 	Type      string    `json:"type"`
 	SID       string    `json:"sid,omitempty"`
@@ -53,6 +53,7 @@ type Event struct {
 	Bytes     int64     `json:"bytes"`
 	Offset    int64     `json:"offset,omitempty"`
 	Method    string    `json:"method,omitempty"`
+	Via       string    `json:"via,omitempty"` // s5b: "direct" or "proxy JID"
 	Hash      string    `json:"md5,omitempty"`
 	Seconds   float64   `json:"seconds,omitempty"`
 	Rate      float64   `json:"bytes_per_second,omitempty"`

@@ -83,8 +83,8 @@ func transfer(ctx context.Context, xfer string, srv *testserver.Server, env func
 		return err
 	}
 
-	fmt.Println("\n== xfer receive --once (as bob), then xfer send (as alice) of a 64 MiB file")
-	recv := exec.CommandContext(ctx, xfer, "receive", "--tls-ca", srv.CAFile, "--dir", inbox, "--from", "alice@localhost", "--once")
+	fmt.Println("\n== xfer receive --count 2 (as bob), then xfer send (as alice) of a 64 MiB file: directly, then through the proxy")
+	recv := exec.CommandContext(ctx, xfer, "receive", "--tls-ca", srv.CAFile, "--dir", inbox, "--from", "alice@localhost", "--count", "2")
 	recv.Env, recv.Stdout, recv.Stderr = env("bob"), os.Stdout, os.Stderr
 	if err := recv.Start(); err != nil {
 		return err
@@ -94,6 +94,11 @@ func transfer(ctx context.Context, xfer string, srv *testserver.Server, env func
 	send.Env, send.Stdout, send.Stderr = env("alice"), os.Stdout, os.Stderr
 	if err := send.Run(); err != nil {
 		return fmt.Errorf("send: %w", err)
+	}
+	proxied := exec.CommandContext(ctx, xfer, "send", "--tls-ca", srv.CAFile, "--no-direct", "--name", "holiday-video-again.bin", src, "bob@localhost")
+	proxied.Env, proxied.Stdout, proxied.Stderr = env("alice"), os.Stdout, os.Stderr
+	if err := proxied.Run(); err != nil {
+		return fmt.Errorf("send through the proxy: %w", err)
 	}
 	if err := recv.Wait(); err != nil {
 		return fmt.Errorf("receive: %w", err)

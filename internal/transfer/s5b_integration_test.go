@@ -1,0 +1,112 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"xfer/internal/s5b"
+)
+
+// Every S5B path against the real Prosody and its proxy65 component.
+func TestIntegrationS5B(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		send        SendOptions
+		recv        S5BOptions
+		wantMethod  string
+		wantVia     string
+		wantFallbck bool
+	}{
+		{"direct", SendOptions{Method: "auto"}, S5BOptions{}, "s5b", "direct", false},
+		{"proxy: sender offers no direct host", SendOptions{Method: "s5b", S5B: S5BOptions{NoDirect: true}}, S5BOptions{}, "s5b", "proxy proxy.localhost", false},
+		{"proxy: receiver refuses direct hosts", SendOptions{Method: "auto"}, S5BOptions{NoDirect: true}, "s5b", "proxy proxy.localhost", false},
+		{"fallback to IBB: no proxy answers", SendOptions{Method: "auto", S5B: S5BOptions{NoDirect: true, Proxies: []string{"nosuchproxy.localhost"}}}, S5BOptions{}, "ibb", "", true},
+		{"fallback to IBB: the receiver reaches no streamhost", SendOptions{Method: "auto", S5B: S5BOptions{NoDirect: true, Proxies: []string{"deadproxy.localhost"}}}, S5BOptions{}, "ibb", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.send.S5B.ServerLoopback = true
+			tc.send.S5B.HostTimeout = 2 * time.Second
+			tc.recv.HostTimeout = 2 * time.Second
+			r, bob, _ := receiver(t, ReceiveOptions{Allow: []string{"alice@localhost"}, S5B: tc.recv})
+			alice := login(t, "alice", "s5b")
+			p, sum := writeRandom(t, t.TempDir(), "s5b.bin", 3<<20)
+			var events []Event
+			sd := &Sender{S: alice, Opts: tc.send, Obs: &Observer{Event: func(e Event) { events = append(events, e) }}}
+			res, err := sd.Send(context.Background(), bob.JID(), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Method != tc.wantMethod || res.Via != tc.wantVia || (res.Fallback != "") != tc.wantFallbck {
+				t.Fatalf("sent by %s via %q (fallback %q), want %s via %q", res.Method, res.Via, res.Fallback, tc.wantMethod, tc.wantVia)
+			}
+			got, err := next(t, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if md5Of(t, got.Path) != sum || got.Method != tc.wantMethod {
+				t.Fatalf("received %+v", got)
+			}
+			if tc.wantFallbck {
+				found := false
+				for _, e := range events {
+					found = found || (e.Type == "fallback" && strings.Contains(e.Error, "falling back"))
+				}
+				if !found {
+					t.Fatalf("no fallback event in %+v", events)
+				}
+			}
+		})
+	}
+}
+
+// --method s5b with no working streamhost fails clearly, within the
+// timeouts, and leaves nothing behind.
+func TestIntegrationS5BOnlyFails(t *testing.T) {
+	r, bob, dir := receiver(t, ReceiveOptions{Allow: []string{"alice@localhost"}, OpenTimeout: 20 * time.Second})
+	alice := login(t, "alice", "s5bfail")
+	p, _ := writeRandom(t, t.TempDir(), "x.bin", 1000)
+	sd := &Sender{S: alice, Opts: SendOptions{Method: "s5b", S5B: S5BOptions{NoDirect: true, Proxies: []string{"nosuchproxy.localhost"}, HostTimeout: time.Second}}}
+	start := time.Now()
+	_, err := sd.Send(context.Background(), bob.JID(), p)
+	if !errors.Is(err, s5b.ErrNoStreamhost) {
+		t.Fatalf("err = %v", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("took %v", d)
+	}
+	_ = r
+	_ = dir
+}
+
+// A stranger's streamhost request for a stream nobody accepted is refused
+// without any dialing.
+func TestIntegrationS5BRequestWithoutOffer(t *testing.T) {
+	_, bob, _ := receiver(t, ReceiveOptions{Allow: []string{"alice@localhost"}})
+	mallory := login(t, "mallory", "s5b")
+	trap, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trap.Close()
+	dialled := make(chan struct{}, 1)
+	go func() {
+		if c, err := trap.Accept(); err == nil {
+			c.Close()
+			dialled <- struct{}{}
+		}
+	}()
+	port := trap.Addr().(*net.TCPAddr).Port
+	_, err = s5b.Request(context.Background(), mallory, bob.JID(), "forged-sid", []s5b.Streamhost{{JID: mallory.JID(), Host: "127.0.0.1", Port: port}})
+	if err == nil {
+		t.Fatal("request without an accepted offer succeeded")
+	}
+	select {
+	case <-dialled:
+		t.Fatal("the receiver dialled a stranger's streamhost")
+	case <-time.After(300 * time.Millisecond):
+	}
+}
