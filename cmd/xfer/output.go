@@ -47,6 +47,10 @@ func (o *output) event(e transfer.Event) {
 	switch e.Type {
 	case "refused":
 		fmt.Fprintf(o.g.stderr, "xfer: refused %q from %s: %s\n", e.File, e.Peer, e.Error)
+	case "accepted":
+		if e.Offset > 0 && !o.g.quiet {
+			fmt.Fprintf(o.g.stderr, "xfer: %s: resumed at %d bytes (%s of %s already there)\n", e.File, e.Offset, humanSize(e.Offset), humanSize(e.Size))
+		}
 	case "fallback":
 		if !o.g.quiet {
 			fmt.Fprintf(o.g.stderr, "xfer: %s: %s\n", e.File, e.Error)

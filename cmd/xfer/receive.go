@@ -23,6 +23,8 @@ type receiveOptions struct {
 	openTimeout  time.Duration
 	noDirect     bool
 	hostTimeout  time.Duration
+	listPartial  bool
+	rmPartial    bool
 }
 
 func newReceiveCmd(g *globalOptions) *cobra.Command {
@@ -37,14 +39,22 @@ from the JIDs given with --from; everyone else is refused. Each file is
 written to DIR/.NAME.part, checked against the declared size and MD5, then
 moved to DIR/NAME; an existing file is never replaced (the new one becomes
 "NAME (1).ext") unless --overwrite is given. Runs until interrupted, or for
---once / --count N files.`,
+--once / --count N files.
+
+An interrupted transfer leaves DIR/.NAME.part (with .NAME.part.json saying
+what it belongs to); when the same file is offered again, the receiver asks
+for the rest only (XEP-0096 range) and checks the MD5 of the whole file.`,
 		Example: `  xfer receive --dir ~/Downloads --from alice@example.org
   xfer receive --dir . --from alice@example.org --once --json
-  xfer receive --dir /srv/inbox --accept-all --max-size 1GiB`,
+  xfer receive --dir /srv/inbox --accept-all --max-size 1GiB
+  xfer receive --dir ~/Downloads --list-partial`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.dir == "" {
 				return usageError{errors.New("receive needs --dir DIR")}
+			}
+			if o.listPartial || o.rmPartial {
+				return partials(g, o.dir, o.rmPartial)
 			}
 			maxSize := int64(0)
 			if o.maxSize != "" {
@@ -72,6 +82,9 @@ moved to DIR/NAME; an existing file is never replaced (the new one becomes
 			if err != nil {
 				return err
 			}
+			// On the way out (Ctrl-C included), let transfers in progress
+			// close their files; cancelling the context ends them.
+			defer r.Wait()
 			out.info("receiving as %s into %s", s.JID(), o.dir)
 			var firstErr error
 			for done := 0; count == 0 || done < count; done++ {
@@ -108,6 +121,39 @@ moved to DIR/NAME; an existing file is never replaced (the new one becomes
 	f.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail a transfer when no data arrives for this long")
 	f.DurationVar(&o.openTimeout, "open-timeout", 2*time.Minute, "how long to wait for the bytestream after accepting")
 	f.BoolVar(&o.noDirect, "no-direct", false, "never connect to the sender directly: only through proxies")
+	f.BoolVar(&o.listPartial, "list-partial", false, "list the partial downloads in DIR (kept for resuming) and exit")
+	f.BoolVar(&o.rmPartial, "remove-partial", false, "remove the partial downloads in DIR and exit")
 	f.DurationVar(&o.hostTimeout, "host-timeout", 5*time.Second, "limit for each SOCKS5 streamhost's connect and handshake")
 	return cmd
+}
+
+// partials lists (or removes) the partial downloads in dir.
+func partials(g *globalOptions, dir string, remove bool) error {
+	list, err := transfer.ListPartial(dir)
+	if err != nil {
+		return err
+	}
+	for _, p := range list {
+		if remove {
+			if err := transfer.RemovePartial(p); err != nil {
+				return err
+			}
+		}
+		if g.json {
+			if err := g.emitJSON(struct {
+				Type    string `json:"type"`
+				Removed bool   `json:"removed"`
+				transfer.Partial
+			}{"partial", remove, p}); err != nil {
+				return err
+			}
+			continue
+		}
+		verb := "partial"
+		if remove {
+			verb = "removed"
+		}
+		fmt.Fprintf(g.stdout, "%s\t%s\t%s of %s\tfrom %s\t%s\n", verb, p.Name, humanSize(p.Have), humanSize(p.Size), p.From, p.Modified.Format("2006-01-02 15:04"))
+	}
+	return nil
 }

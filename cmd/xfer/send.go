@@ -25,6 +25,7 @@ type sendOptions struct {
 	listenPort    int
 	proxies       []string
 	hostTimeout   time.Duration
+	noResume      bool
 }
 
 func newSendCmd(g *globalOptions) *cobra.Command {
@@ -75,7 +76,7 @@ the first online resource that accepts file transfers is chosen.`,
 			g.logf("sending to %s", full)
 			out := newOutput(g)
 			sd := &transfer.Sender{S: s, Obs: out.observer(), Opts: transfer.SendOptions{
-				Method: o.method, Name: o.name, Desc: o.desc,
+				Method: o.method, Name: o.name, Desc: o.desc, NoResume: o.noResume,
 				AcceptTimeout: o.acceptTimeout, StallTimeout: o.stallTimeout,
 			}}
 			sd.Opts.IBB.BlockSize, sd.Opts.IBB.Window = o.ibbBlockSize, o.ibbWindow
@@ -114,6 +115,7 @@ the first online resource that accepts file transfers is chosen.`,
 	f.DurationVar(&o.waitOnline, "wait-online", 0, "wait this long for the contact to come online with file transfer support")
 	f.IntVar(&o.ibbBlockSize, "ibb-block-size", 0, "in-band block size in bytes, at most 65535 (default 4096, the XEP-0047 recommendation and the fastest through Prosody; lowered when the peer asks)")
 	f.IntVar(&o.ibbWindow, "ibb-window", 0, "in-band chunks in flight before waiting for acknowledgements (default 16)")
+	f.BoolVar(&o.noResume, "no-resume", false, "do not let the receiver resume a partial copy: send the whole file again")
 	f.BoolVar(&o.noDirect, "no-direct", false, "offer no direct connection to this machine: proxies only")
 	f.StringArrayVar(&o.directAddrs, "direct-addr", nil, "also advertise HOST[:PORT] for direct connections, e.g. a public or NAT-mapped address (repeatable)")
 	f.IntVar(&o.listenPort, "listen-port", 0, "port for direct connections (default: any free port), e.g. to match a port forward")

@@ -322,9 +322,16 @@ func TestIntegrationHostileOffers(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, n)); !os.IsNotExist(err) {
 			t.Errorf("%s exists after a failed transfer", n)
 		}
+	}
+	// Wrong bytes are thrown away; an interrupted transfer is kept for
+	// resuming.
+	for _, n := range []string{"long.bin", "hash.bin"} {
 		if _, err := os.Stat(partName(dir, n)); !os.IsNotExist(err) {
 			t.Errorf("%s part left after a failed transfer", n)
 		}
+	}
+	if _, err := os.Stat(partName(dir, "short.bin")); err != nil {
+		t.Errorf("short.bin part not kept for resuming: %v", err)
 	}
 }
 

@@ -2,7 +2,6 @@ package transfer
 
 import (
 	"context"
-	"crypto/md5"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"xfer/internal/disco"
@@ -28,6 +26,7 @@ type ReceiveOptions struct {
 	AcceptAll    bool     // accept from anyone
 	Overwrite    bool     // replace an existing file instead of choosing a new name
 	MaxSize      int64    // refuse offers above this size; 0 means no limit
+	MinFree      int64    // keep this much disk free after a file; -1 skips the check
 	OpenTimeout  time.Duration
 	StallTimeout time.Duration
 	IBB          ibb.Options
@@ -42,6 +41,7 @@ type Receiver struct {
 	ibb  *ibb.Manager
 
 	ctx        context.Context
+	wg         sync.WaitGroup // transfers in progress
 	mu         sync.Mutex
 	active     map[string]bool           // part files being written
 	s5bWaiting map[string]chan s5bResult // accepted S5B streams by streamKey
@@ -94,6 +94,11 @@ func (r *Receiver) Next(ctx context.Context) (*Result, error) {
 	}
 }
 
+// Wait waits until the transfers in progress have ended; after the
+// receiver's context is cancelled they end promptly, their part files
+// closed and kept.
+func (r *Receiver) Wait() { r.wg.Wait() }
+
 func sessionErr(s Session) error {
 	if e, ok := s.(interface{ Err() error }); ok && e.Err() != nil {
 		return e.Err()
@@ -145,9 +150,13 @@ func (r *Receiver) decide(_ context.Context, from string, o *negotiate.Offer) (*
 	if busy {
 		return refuse(session.NewError(session.CondResourceConstraint, "a file of that name is already arriving"), "a file named "+name+" is already arriving")
 	}
-	// O_NOFOLLOW: a symlink planted at the part name is never written
-	// through. Resume by range builds on this file later.
-	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	if r.opts.MinFree >= 0 {
+		if free, ok := freeSpace(r.opts.Dir); ok && uint64(o.File.Size)+uint64(r.opts.MinFree) > free {
+			r.release(part)
+			return refuse(session.NewError(session.CondNotAcceptable, "not enough free space"), fmt.Sprintf("%d bytes do not fit: %d free in %s", o.File.Size, free, r.opts.Dir))
+		}
+	}
+	f, offset, sum, err := openPart(r.ctx, part, &Partial{Name: name, Size: o.File.Size, Hash: o.File.Hash, From: session.Bare(from), Date: o.File.Date}, o.File.CanRange)
 	if err != nil {
 		r.release(part)
 		return refuse(session.NewError(session.CondInternalServerError, "cannot store the file"), err.Error())
@@ -166,10 +175,12 @@ func (r *Receiver) decide(_ context.Context, from string, o *negotiate.Offer) (*
 	if ibbOffered {
 		r.ibb.Expect(o.SID, from)
 	}
-	ev.Type, ev.Method, ev.Path = "accepted", MethodName(method), part
+	ev.Type, ev.Method, ev.Path, ev.Offset = "accepted", MethodName(method), part, offset
 	r.obs.emit(ev)
+	r.wg.Add(1)
 	go func() {
-		res, err := r.store(f, part, name, from, o, s5bCh, ibbOffered)
+		defer r.wg.Done()
+		res, err := r.store(f, part, name, from, o, offset, sum, s5bCh, ibbOffered)
 		r.release(part)
 		r.mu.Lock()
 		delete(r.s5bWaiting, streamKey(o.SID, from))
@@ -183,7 +194,7 @@ func (r *Receiver) decide(_ context.Context, from string, o *negotiate.Offer) (*
 		case <-r.ctx.Done():
 		}
 	}()
-	return &negotiate.Accept{Method: method}, nil
+	return &negotiate.Accept{Method: method, Offset: offset}, nil
 }
 
 func (r *Receiver) release(part string) {
@@ -194,14 +205,17 @@ func (r *Receiver) release(part string) {
 
 // store receives the bytes into the part file, checks them and moves the
 // file into place. On failure no file is left under the final name.
-func (r *Receiver) store(f *os.File, part, name, from string, o *negotiate.Offer, s5bCh chan s5bResult, ibbOffered bool) (res *Result, err error) {
-	res = &Result{SID: o.SID, Peer: from, Name: name, Size: o.File.Size, Hash: o.File.Hash}
+func (r *Receiver) store(f *os.File, part, name, from string, o *negotiate.Offer, offset int64, h hash.Hash, s5bCh chan s5bResult, ibbOffered bool) (res *Result, err error) {
+	res = &Result{SID: o.SID, Peer: from, Name: name, Size: o.File.Size, Hash: o.File.Hash, Offset: offset}
 	defer func() {
 		if err != nil {
 			f.Close()
-			// The bytes are useless without a verified whole; the resume
-			// change keeps them instead.
-			os.Remove(part)
+			// An interrupted transfer keeps its part file for the next
+			// offer of the same file to resume; bytes that proved wrong
+			// are removed.
+			if errors.Is(err, ErrIntegrity) || errors.Is(err, ErrTooLong) {
+				removePartial(part)
+			}
 		}
 	}()
 	conn, err := r.awaitStream(o.SID, from, s5bCh, ibbOffered, res)
@@ -209,17 +223,20 @@ func (r *Receiver) store(f *os.File, part, name, from string, o *negotiate.Offer
 		return res, fmt.Errorf("transfer: %s accepted but no bytestream came from %s: %w", name, from, err)
 	}
 	defer conn.Close()
+	// Ending the receiver (Ctrl-C) ends its transfers: the bytestream is
+	// closed, the part file kept.
+	defer context.AfterFunc(r.ctx, func() { conn.Close() })()
 	start := time.Now()
-	meter := r.obs.meter(name, o.File.Size, 0)
+	meter := r.obs.meter(name, o.File.Size, offset)
 	defer meter.Finish()
-	var h hash.Hash = md5.New()
 	in := stallReader{conn, orDefault(r.opts.StallTimeout, 2*time.Minute)}
-	n, err := io.CopyBuffer(io.MultiWriter(f, h, meter), io.LimitReader(in, o.File.Size), make([]byte, 64<<10))
+	want := o.File.Size - offset
+	n, err := io.CopyBuffer(io.MultiWriter(f, h, meter), io.LimitReader(in, want), make([]byte, 64<<10))
 	if err != nil {
-		return res, fmt.Errorf("transfer: receiving %s after %d of %d bytes: %w", name, n, o.File.Size, err)
+		return res, fmt.Errorf("transfer: receiving %s after %d of %d bytes (kept for resuming): %w", name, offset+n, o.File.Size, err)
 	}
-	if n < o.File.Size {
-		return res, fmt.Errorf("%w: %s: %d of %d bytes", ErrTruncated, name, n, o.File.Size)
+	if n < want {
+		return res, fmt.Errorf("%w: %s: %d of %d bytes (kept for resuming)", ErrTruncated, name, offset+n, o.File.Size)
 	}
 	// The declared size is reached: the peer must now close. More bytes
 	// are refused, never written.
@@ -242,6 +259,7 @@ func (r *Receiver) store(f *os.File, part, name, from string, o *negotiate.Offer
 	if err != nil {
 		return res, err
 	}
+	os.Remove(sidecarName(part))
 	res.Path, res.Elapsed = final, time.Since(start)
 	res.Renamed = final != r.opts.Dir+string(os.PathSeparator)+name
 	ev := Event{Type: "done", SID: o.SID, Direction: "receive", Peer: from, File: o.File.Name, Path: final, Size: o.File.Size, Bytes: n, Method: res.Method, Via: res.Via, Hash: o.File.Hash, Seconds: res.Elapsed.Seconds(), Renamed: res.Renamed}

@@ -27,6 +27,7 @@ type SendOptions struct {
 	Method        string        // "auto", "ibb" or "s5b"
 	Name          string        // send under this name instead of the file's own
 	Desc          string        // description shown to the receiver
+	NoResume      bool          // offer no <range/>: the receiver starts over
 	AcceptTimeout time.Duration // how long the human on the other side may take
 	StallTimeout  time.Duration // no progress for this long fails the transfer
 	IBB           ibb.Options
@@ -110,7 +111,7 @@ func (sd *Sender) Send(ctx context.Context, to, path string) (*Result, error) {
 	offer := &negotiate.Offer{
 		SID:      session.NewID(),
 		MimeType: "application/octet-stream",
-		File:     negotiate.File{Name: name, Size: st.Size(), Hash: sum, Date: st.ModTime().UTC(), Desc: sd.Opts.Desc, CanRange: true},
+		File:     negotiate.File{Name: name, Size: st.Size(), Hash: sum, Date: st.ModTime().UTC(), Desc: sd.Opts.Desc, CanRange: !sd.Opts.NoResume},
 		Methods:  methods,
 	}
 	res := &Result{SID: offer.SID, Peer: to, Name: name, Path: path, Size: st.Size(), Hash: sum}
@@ -192,6 +193,10 @@ func (sd *Sender) openStream(ctx context.Context, to string, offer *negotiate.Of
 	ibbOpts := sd.Opts.IBB
 	if ibbOpts.BlockSize <= 0 {
 		ibbOpts.BlockSize = DefaultIBBBlockSize
+	}
+	if ibbOpts.AckTimeout <= 0 {
+		// A chunk nobody acknowledges is a stalled transfer.
+		ibbOpts.AckTimeout = orDefault(sd.Opts.StallTimeout, 2*time.Minute)
 	}
 	conn, err := ibb.Open(ctx, sd.S, to, offer.SID, ibbOpts)
 	if err != nil {

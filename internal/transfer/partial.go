@@ -1,0 +1,161 @@
+package transfer
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// A partial download is DIR/.NAME.part with the sidecar DIR/.NAME.part.json
+// describing the offer it belongs to, so that the same offer made again
+// resumes with an XEP-0096 <range offset=…/> instead of starting over.
+// Received names never start with a dot (SafeName), so these never clash
+// with a received file.
+
+// Partial describes a partial download.
+type Partial struct {
+	Name     string    `json:"name"`          // the safe name it will get
+	Size     int64     `json:"size"`          // declared size
+	Hash     string    `json:"md5,omitempty"` // declared MD5, if any
+	From     string    `json:"from"`          // sender's bare JID
+	Date     time.Time `json:"date,omitzero"` // declared modification date
+	Have     int64     `json:"have"`          // bytes on disk (not stored)
+	Path     string    `json:"path"`          // the .part file (not stored)
+	Modified time.Time `json:"modified"`      // last write (not stored)
+}
+
+func sidecarName(part string) string { return part + ".json" }
+
+// matches tells whether an offer is the same file as the partial one.
+// Without a hash on either side, name, size and sender must do.
+func (p *Partial) matches(name string, size int64, md5sum, from string) bool {
+	return p.Name == name && p.Size == size && strings.EqualFold(p.Hash, md5sum) && strings.EqualFold(p.From, from)
+}
+
+// readPartial loads the sidecar of part and the part's size.
+func readPartial(part string) (*Partial, error) {
+	b, err := os.ReadFile(sidecarName(part))
+	if err != nil {
+		return nil, err
+	}
+	var p Partial
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("transfer: %s: %w", sidecarName(part), err)
+	}
+	fi, err := os.Lstat(part)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("transfer: %s is not a regular file", part)
+	}
+	p.Have, p.Path, p.Modified = fi.Size(), part, fi.ModTime()
+	return &p, nil
+}
+
+func writeSidecar(part string, p *Partial) error {
+	b, err := json.Marshal(struct {
+		Name string    `json:"name"`
+		Size int64     `json:"size"`
+		Hash string    `json:"md5,omitempty"`
+		From string    `json:"from"`
+		Date time.Time `json:"date,omitzero"`
+	}{p.Name, p.Size, p.Hash, p.From, p.Date})
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(sidecarName(part), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func removePartial(part string) {
+	os.Remove(part)
+	os.Remove(sidecarName(part))
+}
+
+// ListPartial lists the partial downloads in dir.
+func ListPartial(dir string) ([]Partial, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFile, err)
+	}
+	var out []Partial
+	for _, e := range entries {
+		n := e.Name()
+		if !strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".part") {
+			continue
+		}
+		part := filepath.Join(dir, n)
+		p, err := readPartial(part)
+		if err != nil {
+			// A part without a readable sidecar still takes space: list
+			// what can be known.
+			fi, serr := os.Lstat(part)
+			if serr != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+			p = &Partial{Name: strings.TrimSuffix(strings.TrimPrefix(n, "."), ".part"), Have: fi.Size(), Path: part, Modified: fi.ModTime()}
+		}
+		out = append(out, *p)
+	}
+	return out, nil
+}
+
+// RemovePartial deletes a partial download listed by ListPartial.
+func RemovePartial(p Partial) error {
+	if err := os.Remove(p.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	os.Remove(sidecarName(p.Path))
+	return nil
+}
+
+// openPart opens the part file for an offer: resuming it when it holds a
+// prefix of the same file and the sender can send a range, else starting
+// over. It returns the file positioned for writing, the offset to ask for,
+// and the MD5 state of the bytes already there.
+func openPart(ctx context.Context, part string, want *Partial, canRange bool) (*os.File, int64, hash.Hash, error) {
+	h := md5.New()
+	if canRange {
+		if p, err := readPartial(part); err == nil && p.matches(want.Name, want.Size, want.Hash, want.From) && p.Have > 0 && p.Have < p.Size {
+			// O_NOFOLLOW: a symlink planted at the part name is never
+			// written through.
+			f, err := os.OpenFile(part, os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
+			if err == nil {
+				// The final check covers the whole file: hash what is
+				// already there.
+				n, err := io.Copy(h, io.LimitReader(&ctxReader{ctx, f}, p.Have))
+				if err == nil && n == p.Have {
+					return f, n, h, nil
+				}
+				f.Close()
+				h.Reset()
+			}
+		}
+	}
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	if err := writeSidecar(part, want); err != nil {
+		f.Close()
+		return nil, 0, nil, err
+	}
+	return f, 0, h, nil
+}

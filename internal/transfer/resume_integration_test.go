@@ -1,0 +1,192 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"xfer/internal/session"
+)
+
+// cutMeter calls cut once the transfer has moved past at bytes.
+type cutMeter struct {
+	done atomic.Int64
+	at   int64
+	cut  func()
+}
+
+func (m *cutMeter) Write(p []byte) (int, error) {
+	if m.done.Add(int64(len(p))) > m.at && m.cut != nil {
+		m.cut()
+		m.cut = nil
+	}
+	return len(p), nil
+}
+func (m *cutMeter) Finish() {}
+
+// Interrupt a transfer at about half in each way a user meets, then send
+// the same file again: it resumes from the part file, and the whole file's
+// MD5 matches.
+func TestIntegrationResume(t *testing.T) {
+	const size = 6 << 20
+	for _, tc := range []struct {
+		name   string
+		method string
+		how    string // "cancel": the sender stops (Ctrl-C); "sender-dies": its connection drops; "receiver-dies"
+	}{
+		{"ibb sender cancels", "ibb", "cancel"},
+		{"s5b sender cancels", "auto", "cancel"},
+		{"ibb sender dies", "ibb", "sender-dies"},
+		{"s5b sender dies", "auto", "sender-dies"},
+		{"ibb receiver dies", "ibb", "receiver-dies"},
+		{"s5b receiver dies", "auto", "receiver-dies"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			src, sum := writeRandom(t, t.TempDir(), "big.bin", size)
+			ropts := ReceiveOptions{Dir: dir, Allow: []string{"alice@localhost"}, StallTimeout: 2 * time.Second}
+			sopts := SendOptions{Method: tc.method, StallTimeout: 2 * time.Second, S5B: S5BOptions{ServerLoopback: true, HostTimeout: 2 * time.Second}}
+
+			// First attempt, interrupted at half.
+			rctx, rcancel := context.WithCancel(context.Background())
+			defer rcancel()
+			bob := login(t, "bob", "resume1-"+session.NewID()[:4])
+			r, err := NewReceiver(rctx, bob, ropts, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			alice := login(t, "alice", "resume1-"+session.NewID()[:4])
+			sctx, scancel := context.WithCancel(context.Background())
+			defer scancel()
+			meter := &cutMeter{at: size / 2}
+			switch tc.how {
+			case "cancel":
+				meter.cut = scancel
+			case "sender-dies":
+				// Its XMPP connection drops first, so no in-band close
+				// can be sent; its bytestream goes with the process.
+				meter.cut = func() { alice.Close(); scancel() }
+			case "receiver-dies":
+				meter.cut = func() { bob.Close(); rcancel() }
+			}
+			sd := &Sender{S: alice, Opts: sopts, Obs: &Observer{Meter: func(string, int64, int64) Meter { return meter }}}
+			if _, err := sd.Send(sctx, bob.JID(), src); err == nil {
+				t.Fatal("interrupted send succeeded")
+			}
+			if tc.how != "receiver-dies" {
+				if _, err := next(t, r); err == nil {
+					t.Fatal("interrupted receive succeeded")
+				}
+			}
+			rcancel()
+			bob.Close()
+			r.Wait()
+			part := partName(dir, "big.bin")
+			fi, err := os.Stat(part)
+			if err != nil {
+				t.Fatalf("no part file kept: %v", err)
+			}
+			if fi.Size() == 0 || fi.Size() >= size {
+				t.Fatalf("part holds %d of %d bytes", fi.Size(), size)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "big.bin")); !os.IsNotExist(err) {
+				t.Fatal("a final file exists after the interruption")
+			}
+
+			// Second attempt: a new receiver in the same directory, the
+			// same file offered again, no flags.
+			bob2 := login(t, "bob", "resume2-"+session.NewID()[:4])
+			r2, err := NewReceiver(context.Background(), bob2, ropts, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			alice2 := login(t, "alice", "resume2-"+session.NewID()[:4])
+			res, err := (&Sender{S: alice2, Opts: sopts}).Send(context.Background(), bob2.JID(), src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Offset == 0 || res.Offset > fi.Size() {
+				t.Fatalf("resumed at %d; the part held %d", res.Offset, fi.Size())
+			}
+			got, err := next(t, r2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Offset != res.Offset || md5Of(t, got.Path) != sum {
+				t.Fatalf("received %+v", got)
+			}
+			if _, err := os.Stat(part); !os.IsNotExist(err) {
+				t.Fatal("part file left after completion")
+			}
+			if _, err := os.Stat(sidecarName(part)); !os.IsNotExist(err) {
+				t.Fatal("sidecar left after completion")
+			}
+		})
+	}
+}
+
+// --no-resume (no <range/> in the offer) starts over; a part of another
+// file under the same name is never resumed.
+func TestIntegrationNoResume(t *testing.T) {
+	dir := t.TempDir()
+	r, bob, _ := receiver(t, ReceiveOptions{Dir: dir, Allow: []string{"alice@localhost"}})
+	alice := login(t, "alice", "noresume")
+	src, sum := writeRandom(t, t.TempDir(), "x.bin", 100000)
+	part := partName(dir, "x.bin")
+	// A stale part of the same name and size from another file.
+	os.WriteFile(part, make([]byte, 5000), 0o600)
+	writeSidecar(part, &Partial{Name: "x.bin", Size: 100000, Hash: "00000000000000000000000000000000", From: "alice@localhost"})
+	res, err := (&Sender{S: alice}).Send(context.Background(), bob.JID(), src)
+	if err != nil || res.Offset != 0 {
+		t.Fatalf("offset %d, err %v", res.Offset, err)
+	}
+	if got, err := next(t, r); err != nil || md5Of(t, got.Path) != sum {
+		t.Fatalf("%v", err)
+	}
+	// The same file's part, but the sender says --no-resume.
+	os.WriteFile(part, make([]byte, 5000), 0o600)
+	writeSidecar(part, &Partial{Name: "x.bin", Size: 100000, Hash: sum, From: "alice@localhost"})
+	res, err = (&Sender{S: alice, Opts: SendOptions{NoResume: true}}).Send(context.Background(), bob.JID(), src)
+	if err != nil || res.Offset != 0 {
+		t.Fatalf("offset %d, err %v", res.Offset, err)
+	}
+	if got, err := next(t, r); err != nil || md5Of(t, got.Path) != sum {
+		t.Fatalf("%v", err)
+	}
+	list, err := ListPartial(dir)
+	if err != nil || len(list) != 0 {
+		t.Fatalf("partials left: %+v %v", list, err)
+	}
+}
+
+func TestListAndRemovePartial(t *testing.T) {
+	dir := t.TempDir()
+	part := partName(dir, "a.iso")
+	os.WriteFile(part, make([]byte, 123), 0o600)
+	writeSidecar(part, &Partial{Name: "a.iso", Size: 1000, From: "alice@localhost"})
+	os.WriteFile(partName(dir, "orphan"), make([]byte, 7), 0o600)
+	os.WriteFile(filepath.Join(dir, "normal.txt"), nil, 0o600)
+	list, err := ListPartial(dir)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("%+v %v", list, err)
+	}
+	for _, p := range list {
+		if p.Name == "a.iso" && (p.Have != 123 || p.Size != 1000 || p.From != "alice@localhost") {
+			t.Fatalf("%+v", p)
+		}
+		if err := RemovePartial(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 || entries[0].Name() != "normal.txt" {
+		t.Fatalf("left: %v", entries)
+	}
+	if _, err := ListPartial(filepath.Join(dir, "missing")); !errors.Is(err, ErrFile) {
+		t.Fatal(err)
+	}
+}
