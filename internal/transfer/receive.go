@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +28,7 @@ type ReceiveOptions struct {
 	Overwrite    bool     // replace an existing file instead of choosing a new name
 	MaxSize      int64    // refuse offers above this size; 0 means no limit
 	MinFree      int64    // keep this much disk free after a file; -1 skips the check
+	MaxPerPeer   int      // transfers one sender may have in progress; default DefaultMaxPerPeer
 	OpenTimeout  time.Duration
 	StallTimeout time.Duration
 	IBB          ibb.Options
@@ -44,6 +46,7 @@ type Receiver struct {
 	wg         sync.WaitGroup // transfers in progress
 	mu         sync.Mutex
 	active     map[string]bool           // part files being written
+	perPeer    map[string]int            // transfers in progress by sender's bare JID
 	s5bWaiting map[string]chan s5bResult // accepted S5B streams by streamKey
 	results    chan outcome
 }
@@ -52,6 +55,11 @@ type outcome struct {
 	res *Result
 	err error
 }
+
+// DefaultMaxPerPeer bounds the transfers one sender may have in progress
+// at once, so that no peer can hold an unbounded number of files and
+// streams open.
+const DefaultMaxPerPeer = 32
 
 // Features are what a receiver advertises in disco#info.
 var Features = []string{disco.NSInfo, negotiate.NS, negotiate.NSFileTransfer, MethodS5B, MethodIBB}
@@ -69,6 +77,7 @@ func NewReceiver(ctx context.Context, s Session, opts ReceiveOptions, obs *Obser
 	r := &Receiver{
 		s: s, opts: opts, obs: obs, ctx: ctx,
 		active:     map[string]bool{},
+		perPeer:    map[string]int{},
 		s5bWaiting: map[string]chan s5bResult{},
 		results:    make(chan outcome, 16),
 	}
@@ -143,22 +152,33 @@ func (r *Receiver) decide(_ context.Context, from string, o *negotiate.Offer) (*
 		return refuse(session.NewError(session.CondBadRequest, "unusable file name"), err.Error())
 	}
 	part := partName(r.opts.Dir, name)
+	peer := strings.ToLower(session.Bare(from))
+	maxPeer := r.opts.MaxPerPeer
+	if maxPeer <= 0 {
+		maxPeer = DefaultMaxPerPeer
+	}
 	r.mu.Lock()
-	busy := r.active[part]
-	r.active[part] = true
+	busy, crowded := r.active[part], r.perPeer[peer] >= maxPeer
+	if !busy && !crowded {
+		r.active[part] = true
+		r.perPeer[peer]++
+	}
 	r.mu.Unlock()
+	if crowded {
+		return refuse(session.NewError(session.CondResourceConstraint, "too many transfers in progress"), fmt.Sprintf("%s already has %d transfers in progress", peer, maxPeer))
+	}
 	if busy {
 		return refuse(session.NewError(session.CondResourceConstraint, "a file of that name is already arriving"), "a file named "+name+" is already arriving")
 	}
 	if r.opts.MinFree >= 0 {
 		if free, ok := freeSpace(r.opts.Dir); ok && uint64(o.File.Size)+uint64(r.opts.MinFree) > free {
-			r.release(part)
+			r.release(part, peer)
 			return refuse(session.NewError(session.CondNotAcceptable, "not enough free space"), fmt.Sprintf("%d bytes do not fit: %d free in %s", o.File.Size, free, r.opts.Dir))
 		}
 	}
 	f, offset, sum, err := openPart(r.ctx, part, &Partial{Name: name, Size: o.File.Size, Hash: o.File.Hash, From: session.Bare(from), Date: o.File.Date}, o.File.CanRange)
 	if err != nil {
-		r.release(part)
+		r.release(part, peer)
 		return refuse(session.NewError(session.CondInternalServerError, "cannot store the file"), err.Error())
 	}
 	// Expect the bytestream before the accept leaves, so a request that
@@ -181,7 +201,7 @@ func (r *Receiver) decide(_ context.Context, from string, o *negotiate.Offer) (*
 	go func() {
 		defer r.wg.Done()
 		res, err := r.store(f, part, name, from, o, offset, sum, s5bCh, ibbOffered)
-		r.release(part)
+		r.release(part, peer)
 		r.mu.Lock()
 		delete(r.s5bWaiting, streamKey(o.SID, from))
 		r.mu.Unlock()
@@ -197,9 +217,12 @@ func (r *Receiver) decide(_ context.Context, from string, o *negotiate.Offer) (*
 	return &negotiate.Accept{Method: method, Offset: offset}, nil
 }
 
-func (r *Receiver) release(part string) {
+func (r *Receiver) release(part, peer string) {
 	r.mu.Lock()
 	delete(r.active, part)
+	if r.perPeer[peer]--; r.perPeer[peer] <= 0 {
+		delete(r.perPeer, peer)
+	}
 	r.mu.Unlock()
 }
 
