@@ -19,20 +19,30 @@ type output struct {
 	g        *globalOptions
 	mu       sync.Mutex
 	terminal bool
+	bars     bool
 }
 
 func newOutput(g *globalOptions) *output {
 	f, ok := g.stderr.(*os.File)
-	return &output{g: g, terminal: ok && term.IsTerminal(int(f.Fd()))}
+	terminal := ok && term.IsTerminal(int(f.Fd()))
+	return &output{g: g, terminal: terminal, bars: terminal && !g.quiet && os.Getenv("TERM") != "dumb"}
 }
+
+// noBars turns progress bars off (several files at once).
+func (o *output) noBars() { o.bars = false }
 
 func (o *output) observer() *transfer.Observer {
 	obs := &transfer.Observer{Event: o.event}
 	switch {
 	case o.g.json:
 		obs.Meter = o.jsonMeter
-	case o.terminal && !o.g.quiet:
-		obs.Meter = o.barMeter
+	default:
+		obs.Meter = func(name string, size, offset int64) transfer.Meter {
+			if !o.bars {
+				return nopMeter{}
+			}
+			return o.barMeter(name, size, offset)
+		}
 	}
 	return obs
 }
@@ -159,3 +169,8 @@ func (m *jsonMeter) Write(p []byte) (int, error) {
 }
 
 func (m *jsonMeter) Finish() {}
+
+type nopMeter struct{}
+
+func (nopMeter) Write(p []byte) (int, error) { return len(p), nil }
+func (nopMeter) Finish()                     {}

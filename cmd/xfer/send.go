@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,6 +27,7 @@ type sendOptions struct {
 	proxies       []string
 	hostTimeout   time.Duration
 	noResume      bool
+	parallel      int
 }
 
 func newSendCmd(g *globalOptions) *cobra.Command {
@@ -34,7 +36,8 @@ func newSendCmd(g *globalOptions) *cobra.Command {
 		Use:   "send [flags] FILE... JID",
 		Short: "Send files to a contact",
 		Long: `send offers each FILE to JID with SI File Transfer (XEP-0096), waits for the
-contact to accept, and sends it, one file after another. The offer carries
+contact to accept, and sends it, one file after another (or --parallel N
+at once). The offer carries
 the file's size and MD5 so that the receiver can verify it.
 
 JID may be a full JID (user@domain/resource), or a bare one (user@domain):
@@ -85,20 +88,43 @@ the first online resource that accepts file transfers is chosen.`,
 				Proxies: o.proxies, HostTimeout: o.hostTimeout,
 				ServerLoopback: session.IsLoopback(ctx, host),
 			}
-			var firstErr error
+			if o.parallel > 1 {
+				out.noBars() // one terminal cannot show several bars cleanly
+			}
+			var (
+				mu       sync.Mutex
+				firstErr error
+				wg       sync.WaitGroup
+				slots    = make(chan struct{}, max(o.parallel, 1))
+			)
 			for _, f := range files {
-				res, err := sd.Send(ctx, full, f)
-				if err != nil {
-					out.failed(f, err)
-					if firstErr == nil {
-						firstErr = err
-					}
-					if ctx.Err() != nil {
-						break
-					}
-					continue
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
 				}
-				out.sent(res)
+				if ctx.Err() != nil {
+					break
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-slots }()
+					res, err := sd.Send(ctx, full, f)
+					if err != nil {
+						out.failed(f, err)
+						mu.Lock()
+						if firstErr == nil {
+							firstErr = err
+						}
+						mu.Unlock()
+						return
+					}
+					out.sent(res)
+				}()
+			}
+			wg.Wait()
+			if firstErr == nil && ctx.Err() != nil {
+				firstErr = ctx.Err()
 			}
 			if firstErr != nil {
 				return silentError{firstErr}
@@ -115,6 +141,7 @@ the first online resource that accepts file transfers is chosen.`,
 	f.DurationVar(&o.waitOnline, "wait-online", 0, "wait this long for the contact to come online with file transfer support")
 	f.IntVar(&o.ibbBlockSize, "ibb-block-size", 0, "in-band block size in bytes, at most 65535 (default 4096, the XEP-0047 recommendation and the fastest through Prosody; lowered when the peer asks)")
 	f.IntVar(&o.ibbWindow, "ibb-window", 0, "in-band chunks in flight before waiting for acknowledgements (default 16)")
+	f.IntVar(&o.parallel, "parallel", 1, "send up to N files at once")
 	f.BoolVar(&o.noResume, "no-resume", false, "do not let the receiver resume a partial copy: send the whole file again")
 	f.BoolVar(&o.noDirect, "no-direct", false, "offer no direct connection to this machine: proxies only")
 	f.StringArrayVar(&o.directAddrs, "direct-addr", nil, "also advertise HOST[:PORT] for direct connections, e.g. a public or NAT-mapped address (repeatable)")
