@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,6 +47,7 @@ func TestIntegrationResume(t *testing.T) {
 		{"s5b receiver dies", "auto", "receiver-dies"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			baseG, baseFD := runtime.NumGoroutine(), openFDs()
 			dir := t.TempDir()
 			src, sum := writeRandom(t, t.TempDir(), "big.bin", size)
 			ropts := ReceiveOptions{Dir: dir, Allow: []string{"alice@localhost"}, StallTimeout: 2 * time.Second}
@@ -125,6 +127,14 @@ func TestIntegrationResume(t *testing.T) {
 			if _, err := os.Stat(sidecarName(part)); !os.IsNotExist(err) {
 				t.Fatal("sidecar left after completion")
 			}
+
+			// Nothing outlives the sessions: no goroutine, no descriptor.
+			for _, s := range []*session.Session{alice, bob, alice2, bob2} {
+				s.Close()
+			}
+			r.Wait()
+			r2.Wait()
+			checkNoLeaks(t, baseG, baseFD)
 		})
 	}
 }
@@ -188,5 +198,30 @@ func TestListAndRemovePartial(t *testing.T) {
 	}
 	if _, err := ListPartial(filepath.Join(dir, "missing")); !errors.Is(err, ErrFile) {
 		t.Fatal(err)
+	}
+}
+
+func openFDs() int {
+	entries, _ := os.ReadDir("/proc/self/fd")
+	return len(entries)
+}
+
+// checkNoLeaks waits a little for goroutines and descriptors to go back
+// to where they were; a few goroutines of the runtime and the test
+// framework may come and go.
+func checkNoLeaks(t *testing.T, baseG, baseFD int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		g, fd := runtime.NumGoroutine(), openFDs()
+		if g <= baseG+2 && fd <= baseFD {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("leak: %d goroutines (were %d), %d descriptors (were %d)\n%s", g, baseG, fd, baseFD, buf[:n])
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
