@@ -50,7 +50,15 @@ var rawNamespaces = []string{
 
 var registerOnce sync.Once
 
+// Message extensions kept as raw XML (the library drops unknown ones and
+// decodes these into its own types).
+var rawMessageNamespaces = []string{"jabber:x:oob"}
+
 func registerRawPayloads() {
+	for _, ns := range rawMessageNamespaces {
+		stanza.TypeRegistry.MapExtension(stanza.PKTMessage, xml.Name{Space: ns, Local: "*"}, rawPayload{})
+		stanza.TypeRegistry.MapExtension(stanza.PKTMessage, xml.Name{Space: ns, Local: "x"}, rawPayload{})
+	}
 	for _, ns := range rawNamespaces {
 		// "*" matches every element of the namespace; disco's "query" is
 		// registered by name in the library, so override it by name too.
@@ -230,7 +238,7 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 		case stanza.Presence:
 			s.dispatchPresence(Presence{From: st.From, Type: string(st.Type), Priority: int(st.Priority)})
 		case stanza.Message:
-			s.dispatchMessage(Message{ID: st.Id, Type: string(st.Type), From: st.From, To: st.To})
+			s.dispatchMessage(fromLibMessage(&st))
 		}
 	})
 	var failMu sync.Mutex
@@ -315,4 +323,25 @@ func fromLibIQ(in *stanza.IQ) *IQ {
 		iq.Error = &StanzaError{Type: string(in.Error.Type), Condition: cond, Text: in.Error.Text}
 	}
 	return iq
+}
+
+// fromLibMessage converts the library's message into ours: the body and
+// the extensions it kept, as raw XML.
+func fromLibMessage(in *stanza.Message) Message {
+	m := Message{ID: in.Id, Type: string(in.Type), From: in.From, To: in.To}
+	var b bytes.Buffer
+	if in.Body != "" {
+		b.WriteString("<body>")
+		_ = xml.EscapeText(&b, []byte(in.Body))
+		b.WriteString("</body>")
+	}
+	for _, e := range in.Extensions {
+		if r, ok := e.(*rawPayload); ok {
+			b.Write(r.raw)
+		} else if raw, err := xml.Marshal(e); err == nil {
+			b.Write(raw)
+		}
+	}
+	m.Payload = b.Bytes()
+	return m
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,5 +203,24 @@ func TestIntegrationServerGoneEndsSession(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("session did not notice the server going away")
+	}
+}
+
+// Messages reach OnMessage with their body and kept extensions.
+func TestIntegrationMessages(t *testing.T) {
+	a, b := dial(t, "alice"), dial(t, "bob")
+	got := make(chan session.Message, 1)
+	b.OnMessage(func(m session.Message) { got <- m })
+	if err := a.SendMessage(b.JID(), "chat", []byte(`<body>see https://example.org/f &amp; more</body><x xmlns='jabber:x:oob'><url>https://example.org/f</url><desc>a file</desc></x>`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		p := string(m.Payload)
+		if m.From != a.JID() || !strings.Contains(p, ">https://example.org/f</url>") || !strings.Contains(p, "&amp; more</body>") {
+			t.Fatalf("message %+v: %s", m, p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message")
 	}
 }

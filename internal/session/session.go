@@ -9,6 +9,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -201,6 +202,20 @@ func (s *Session) SendPresence(to, typ string) error {
 	raw := iq.Marshal()
 	raw = append([]byte("<presence"), raw[len("<iq"):len(raw)-len("></iq>")]...)
 	return s.Send(append(raw, "/>"...))
+}
+
+// SendMessage sends a message stanza of type typ ("chat", "normal", …)
+// with the given raw XML children.
+func (s *Session) SendMessage(to, typ string, payload []byte) error {
+	var b bytes.Buffer
+	b.WriteString("<message")
+	writeAttr(&b, "type", typ)
+	writeAttr(&b, "id", NewID())
+	writeAttr(&b, "to", to)
+	b.WriteString(">")
+	b.Write(payload)
+	b.WriteString("</message>")
+	return s.Send(b.Bytes())
 }
 
 // SendIQ sends a get or set IQ and waits for its result. The reply is
