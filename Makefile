@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # independent peer.
 DEB_PKGS := prosody python3-slixmpp
 
-.PHONY: all build deps test test-short bench fuzz demo vet clean
+.PHONY: all build deps test test-short bench fuzz demo vet clean man
 
 all: build
 
@@ -38,8 +38,11 @@ test: deps vet
 test-short:
 	$(GO) test -short ./...
 
-bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+# IBB through a private Prosody next to a raw TCP copy, with peak memory
+# (tools/bench); plus the in-process Go benchmarks, once each (no servers).
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/ibb
+	$(GO) run ./tools/bench
 
 fuzz:
 	@for pkg in $$($(GO) list ./internal/...); do \
@@ -50,6 +53,12 @@ fuzz:
 
 demo: deps build
 	$(GO) run ./tools/demo
+
+# Man pages from the command tree (the hidden "xfer gen-man DIR"), into man/;
+# generated, not committed. Try: man -l man/xfer.1
+man:
+	rm -rf man
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/xfer gen-man man
 
 clean:
 	rm -rf bin

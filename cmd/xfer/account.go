@@ -13,101 +13,152 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"xfer/internal/config"
 	"xfer/internal/session"
 )
 
-// accountOptions are the login flags shared by every command.
+// defaultTimeout is --timeout when neither the flag nor the file sets it.
+const defaultTimeout = 30 * time.Second
+
+// accountOptions are the login flags shared by every command. They hold
+// what was typed; settings (see settings.go) merges them with the
+// environment and the configuration file.
 type accountOptions struct {
+	configFile   string
+	account      string
 	jid          string
 	server       string
 	passwordFile string
+	passwordCmd  string
 	tlsCA        string
 	insecure     bool
 	noTLS        bool
 	timeout      time.Duration
 	debugXML     bool
+
+	flags *pflag.FlagSet // to tell a flag given from its default
 }
 
 func (a *accountOptions) register(f *pflag.FlagSet) {
-	f.StringVar(&a.jid, "jid", os.Getenv("XFER_JID"), "account JID, user@domain[/resource] (env XFER_JID)")
-	f.StringVar(&a.server, "server", os.Getenv("XFER_SERVER"), "server HOST:PORT (env XFER_SERVER; default: SRV record, then the JID's domain on 5222)")
-	f.StringVar(&a.passwordFile, "password-file", "", "read the password from the first line of FILE (env XFER_PASSWORD otherwise; never on the command line)")
-	f.StringVar(&a.tlsCA, "tls-ca", "", "also trust the CA or self-signed certificate in this PEM FILE")
+	a.flags = f
+	// No defaults from the environment here: precedence (flag > env >
+	// file > default) is decided after parsing, in resolveSettings.
+	f.StringVar(&a.configFile, "config", "", "read the configuration from `FILE` (default $XDG_CONFIG_HOME/xfer/config.toml or ~/.config/xfer/config.toml)")
+	f.StringVar(&a.account, "account", "", "use the account `NAME` of the configuration file (env XFER_ACCOUNT; default: its default_account)")
+	f.StringVar(&a.jid, "jid", "", "the account `JID`, user@domain[/resource] (env XFER_JID)")
+	f.StringVar(&a.server, "server", "", "server `HOST:PORT` (env XFER_SERVER; default: SRV record, then the JID's domain on 5222)")
+	f.StringVar(&a.passwordFile, "password-file", "", "read the password from the first line of `FILE` (never on the command line)")
+	f.StringVar(&a.passwordCmd, "password-cmd", "", "run \"sh -c `CMD`\" and use the first line it prints as the password, e.g. \"pass show xmpp/alice\"")
+	f.StringVar(&a.tlsCA, "tls-ca", "", "also trust the CA or self-signed certificate in this PEM `FILE`")
 	f.BoolVar(&a.insecure, "insecure", false, "do not verify the server's TLS certificate (DANGEROUS)")
 	f.BoolVar(&a.noTLS, "no-tls", false, "allow a session without TLS; only to a server on a loopback address")
-	f.DurationVar(&a.timeout, "timeout", 30*time.Second, "limit for connecting, logging in and each server reply")
+	f.DurationVar(&a.timeout, "timeout", defaultTimeout, "limit for connecting, logging in and each server reply")
 	f.BoolVar(&a.debugXML, "debug-xml", false, "print the XML stanzas to stderr (authentication is never shown)")
 }
 
-// password finds the password: XFER_PASSWORD, --password-file, or a prompt
-// when stdin is a terminal. Never a flag: argv is visible to every user.
-func (g *globalOptions) password() (string, error) {
-	if p := os.Getenv("XFER_PASSWORD"); p != "" && g.account.passwordFile == "" {
-		return p, nil
+// changed reports whether the flag was given on the command line.
+func (a *accountOptions) changed(name string) bool {
+	if a.flags == nil {
+		return false
 	}
-	if f := g.account.passwordFile; f != "" {
-		st, err := os.Stat(f)
+	f := a.flags.Lookup(name)
+	return f != nil && f.Changed
+}
+
+// password finds the password, from the first of: --password-file,
+// --password-cmd, XFER_PASSWORD, the file's password_file, password_cmd or
+// password, a prompt when stdin is a terminal. Never a flag: argv is
+// visible to every user. The password is never logged.
+func (g *globalOptions) password(ctx context.Context, st *settings) (string, error) {
+	src := st.passwordSource()
+	g.logf("password from %s", src.describe())
+	var pw string
+	switch src.kind {
+	case pwFile:
+		p, perm, err := config.ReadPasswordFile(src.arg)
 		if err != nil {
-			return "", usageError{fmt.Errorf("password file: %w", err)}
+			return "", usageError{err}
 		}
-		if st.Mode().Perm()&0o077 != 0 && !g.quiet {
-			fmt.Fprintf(g.stderr, "xfer: warning: %s is readable by other users (mode %v); chmod 600 it\n", f, st.Mode().Perm())
+		if perm&0o077 != 0 && !g.quiet {
+			fmt.Fprintf(g.stderr, "xfer: warning: %s is readable by other users (mode %v); chmod 600 it\n", src.arg, perm)
 		}
-		b, err := os.ReadFile(f)
+		if p == "" {
+			return "", usageError{fmt.Errorf("%w: the first line of %s is empty", config.ErrPassword, src.arg)}
+		}
+		pw = p
+	case pwCmd:
+		p, err := config.RunPasswordCmd(ctx, src.arg, g.stderr, config.PasswordCmdTimeout)
 		if err != nil {
-			return "", usageError{fmt.Errorf("password file: %w", err)}
+			if errors.Is(err, config.ErrPassword) {
+				return "", usageError{err}
+			}
+			return "", err
 		}
-		line, _, _ := strings.Cut(string(b), "\n")
-		return strings.TrimRight(line, "\r"), nil
-	}
-	if in, ok := g.stdin.(*os.File); ok && term.IsTerminal(int(in.Fd())) {
-		fmt.Fprintf(g.stderr, "Password for %s: ", g.account.jid)
+		pw = p
+	case pwValue:
+		pw = src.arg
+	case pwPrompt:
+		in, ok := g.stdin.(*os.File)
+		if !ok || !term.IsTerminal(int(in.Fd())) {
+			return "", usageError{errors.New("no password: set XFER_PASSWORD, --password-file or --password-cmd, or password_cmd in the configuration file (stdin is not a terminal, so xfer does not prompt)")}
+		}
+		fmt.Fprintf(g.stderr, "Password for %s: ", st.JID.Value)
 		b, err := term.ReadPassword(int(in.Fd()))
 		fmt.Fprintln(g.stderr)
 		if err != nil {
 			return "", err
 		}
-		return string(b), nil
+		pw = string(b)
 	}
-	return "", usageError{errors.New("no password: set XFER_PASSWORD or --password-file (stdin is not a terminal, so xfer does not prompt)")}
+	return pw, nil
 }
 
-// sessionConfig turns the flags into a session configuration.
-func (g *globalOptions) sessionConfig() (session.Config, error) {
-	a := &g.account
-	if a.jid == "" {
-		return session.Config{}, usageError{errors.New("no account: give --jid user@domain or set XFER_JID")}
+// sessionConfig turns the settings into a session configuration.
+func (g *globalOptions) sessionConfig(ctx context.Context) (session.Config, error) {
+	st, err := g.settings()
+	if err != nil {
+		return session.Config{}, err
 	}
-	if session.Local(a.jid) == "" {
-		return session.Config{}, usageError{fmt.Errorf("--jid %q is not an account JID (want user@domain)", a.jid)}
+	jid := st.JID.Value
+	if jid == "" {
+		msg := "no account: give --jid user@domain or set XFER_JID"
+		if st.file != nil && !st.file.Missing && len(st.file.Accounts) > 0 {
+			msg += fmt.Sprintf(", or choose one of %s with --account NAME or default_account", strings.Join(st.file.Names(), ", "))
+		} else {
+			msg += ", or configure an account (see xfer config --help)"
+		}
+		return session.Config{}, usageError{errors.New(msg)}
 	}
-	pw, err := g.password()
+	if session.Local(jid) == "" {
+		return session.Config{}, usageError{fmt.Errorf("jid %q (%s) is not an account JID (want user@domain)", jid, st.JID.origin())}
+	}
+	pw, err := g.password(ctx, st)
 	if err != nil {
 		return session.Config{}, err
 	}
 	cfg := session.Config{
-		JID: a.jid, Password: pw, Server: a.server,
-		InsecureSkipVerify: a.insecure, AllowPlaintext: a.noTLS,
-		Timeout: a.timeout, IQTimeout: a.timeout,
+		JID: jid, Password: pw, Server: st.Server.Value,
+		InsecureSkipVerify: st.Insecure.Value, AllowPlaintext: st.NoTLS.Value,
+		Timeout: st.Timeout.Value, IQTimeout: st.Timeout.Value,
 	}
-	if a.tlsCA != "" {
-		pem, err := os.ReadFile(a.tlsCA)
+	if ca := st.TLSCA.Value; ca != "" {
+		pem, err := os.ReadFile(ca)
 		if err != nil {
-			return cfg, usageError{fmt.Errorf("--tls-ca: %w", err)}
+			return cfg, usageError{fmt.Errorf("tls_ca (%s): %w", st.TLSCA.origin(), err)}
 		}
 		pool, err := x509.SystemCertPool()
 		if err != nil || pool == nil {
 			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM(pem) {
-			return cfg, usageError{fmt.Errorf("--tls-ca: no PEM certificate in %s", a.tlsCA)}
+			return cfg, usageError{fmt.Errorf("tls_ca (%s): no PEM certificate in %s", st.TLSCA.origin(), ca)}
 		}
 		cfg.RootCAs = pool
 	}
-	if a.insecure && !g.quiet {
-		fmt.Fprintln(g.stderr, "xfer: WARNING: --insecure: the server's certificate is not checked; anyone on the path can read the password and the files")
+	if cfg.InsecureSkipVerify && !g.quiet {
+		fmt.Fprintf(g.stderr, "xfer: WARNING: %s: the server's certificate is not checked; anyone on the path can read the password and the files\n", st.Insecure.origin())
 	}
-	if a.debugXML {
+	if g.account.debugXML {
 		cfg.DebugXML = g.stderr
 	}
 	return cfg, nil
@@ -115,7 +166,7 @@ func (g *globalOptions) sessionConfig() (session.Config, error) {
 
 // connect logs in, returning the session and the host it reached.
 func (g *globalOptions) connect(ctx context.Context) (*session.Session, string, error) {
-	cfg, err := g.sessionConfig()
+	cfg, err := g.sessionConfig(ctx)
 	if err != nil {
 		return nil, "", err
 	}

@@ -38,12 +38,20 @@ Exit status 0 when at least one proxy passed, 8 when none did.`,
 			if err != nil {
 				return usageError{fmt.Errorf("--payload: %w", err)}
 			}
+			proxies := o.proxies
+			if !cmd.Flags().Changed("proxy") {
+				st, err := g.settings()
+				if err != nil {
+					return err
+				}
+				proxies = st.Proxies.Value // the account's proxies, if any
+			}
 			s, host, err := g.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			rep, err := probe.Run(cmd.Context(), s, probe.Options{Proxies: o.proxies, Payload: size, HostTimeout: o.hostTimeout, ServerHost: host})
+			rep, err := probe.Run(cmd.Context(), s, probe.Options{Proxies: proxies, Payload: size, HostTimeout: o.hostTimeout, ServerHost: host})
 			if rep != nil {
 				if g.json {
 					if jerr := g.emitJSON(struct {
@@ -62,7 +70,7 @@ Exit status 0 when at least one proxy passed, 8 when none did.`,
 			return err
 		},
 	}
-	cmd.Flags().StringArrayVar(&o.proxies, "proxy", nil, "test this proxy JID instead of discovering them (repeatable)")
+	cmd.Flags().StringArrayVar(&o.proxies, "proxy", nil, "test this proxy JID instead of discovering them (repeatable; default: the account's proxies in the configuration file)")
 	cmd.Flags().StringVar(&o.payload, "payload", "8MiB", "bytes to push through each proxy (e.g. 512KiB, 8MiB)")
 	cmd.Flags().DurationVar(&o.hostTimeout, "host-timeout", 5*time.Second, "limit for each streamhost's connect, handshake and activation")
 	return cmd

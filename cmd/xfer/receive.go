@@ -50,8 +50,18 @@ for the rest only (XEP-0096 range) and checks the MD5 of the whole file.`,
   xfer receive --dir ~/Downloads --list-partial`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := g.settings()
+			if err != nil {
+				return err
+			}
+			if !cmd.Flags().Changed("dir") && o.dir == "" {
+				o.dir = st.Dir.Value
+			}
+			if !cmd.Flags().Changed("from") {
+				o.from = st.From.Value
+			}
 			if o.dir == "" {
-				return usageError{errors.New("receive needs --dir DIR")}
+				return usageError{errors.New("receive needs --dir DIR (or dir in the config file)")}
 			}
 			if o.listPartial || o.rmPartial {
 				return partials(g, o.dir, o.rmPartial)

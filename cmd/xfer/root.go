@@ -15,10 +15,11 @@ import (
 
 // globalOptions are the flags every command shares.
 type globalOptions struct {
-	account accountOptions
-	json    bool
-	quiet   bool
-	verbose bool
+	account  accountOptions
+	resolved *settings // the merged settings, once loaded
+	json     bool
+	quiet    bool
+	verbose  bool
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -46,8 +47,13 @@ It negotiates each transfer with Stream Initiation (XEP-0095, XEP-0096) and
 moves the bytes over SOCKS5 bytestreams (XEP-0065, direct or through the
 server's proxy) or, as a last resort, in-band bytestreams (XEP-0047).
 
-The account comes from --jid (or XFER_JID) and its password from
-XFER_PASSWORD, --password-file, or a prompt when stdin is a terminal.`,
+The account comes from --jid (or XFER_JID), or from an account of the
+configuration file ($XDG_CONFIG_HOME/xfer/config.toml, or --config FILE)
+chosen with --account NAME (or XFER_ACCOUNT) or its default_account. Flags
+win over environment variables, which win over the file. The password
+comes from --password-file, --password-cmd, XFER_PASSWORD, the file's
+password_file, password_cmd or password, or a prompt when stdin is a
+terminal. "xfer config show" prints what applies and where it came from.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -61,7 +67,9 @@ XFER_PASSWORD, --password-file, or a prompt when stdin is a terminal.`,
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "no progress bar or informational messages")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log what happens to stderr")
 
-	root.AddCommand(newProbeProxyCmd(g), newVersionCmd(g), newSendCmd(g), newReceiveCmd(g))
+	root.AddCommand(newProbeProxyCmd(g), newVersionCmd(g), newSendCmd(g), newReceiveCmd(g),
+		newConfigCmd(g), newGenManCmd())
+	registerCompletions(root, g)
 	return root
 }
 

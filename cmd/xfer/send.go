@@ -55,6 +55,13 @@ the first online resource that accepts file transfers is chosen.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			files, to := args[:len(args)-1], args[len(args)-1]
+			st, err := g.settings()
+			if err != nil {
+				return err
+			}
+			if !cmd.Flags().Changed("proxy") {
+				o.proxies = st.Proxies.Value
+			}
 			if session.Local(to) == "" && session.Resource(to) == "" {
 				return usageError{fmt.Errorf("%q is not a contact's JID (want user@domain[/resource])", to)}
 			}
