@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -124,8 +125,10 @@ func ClientHandshake(ctx context.Context, conn net.Conn, dstAddr string) (err er
 	if code := Reply(b[1]); code != ReplySucceeded {
 		return &ReplyError{Code: code}
 	}
-	// The bound address should echo ours, but proxies differ; it is read
-	// whole so that no byte of it is taken for stream data.
+	// The bound address is read whole so that no byte of it is taken for
+	// stream data. XEP-0065 has the streamhost echo our hash: a different
+	// hash means it paired us with another stream, so it is refused. An IP
+	// address instead of a name (some proxies) carries no such claim.
 	var n int
 	switch b[3] {
 	case atypIPv4:
@@ -140,8 +143,12 @@ func ClientHandshake(ctx context.Context, conn net.Conn, dstAddr string) (err er
 	default:
 		return fmt.Errorf("%w: CONNECT reply has address type %d", ErrProtocol, b[3])
 	}
-	if _, err := io.ReadFull(conn, make([]byte, n+2)); err != nil {
+	bound := make([]byte, n+2)
+	if _, err := io.ReadFull(conn, bound); err != nil {
 		return fmt.Errorf("%w: reading CONNECT reply: %w", ErrProtocol, err)
+	}
+	if b[3] == atypDomain && !strings.EqualFold(string(bound[:n]), dstAddr) {
+		return fmt.Errorf("%w: the streamhost answered for another destination (%q)", ErrProtocol, bound[:n])
 	}
 	return nil
 }

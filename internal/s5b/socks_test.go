@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -78,7 +79,10 @@ func TestClientHandshake(t *testing.T) {
 		{name: "success echoing the address", methodReply: ok, connectReply: domainReply(0, testDst)},
 		{name: "success with IPv4 bound address", methodReply: ok, connectReply: []byte{5, 0, 0, 1, 127, 0, 0, 1, 0x13, 0x88}},
 		{name: "success with IPv6 bound address", methodReply: ok, connectReply: concat([]byte{5, 0, 0, 4}, make([]byte, 16), []byte{0, 0})},
-		{name: "success with odd RSV", methodReply: ok, connectReply: concat([]byte{5, 0, 9, 3, 0}, []byte{0, 0})},
+		{name: "success with odd RSV", methodReply: ok, connectReply: concat([]byte{5, 0, 9}, domainReply(0, testDst)[3:])},
+		{name: "answers for another destination", methodReply: ok, connectReply: domainReply(0, strings.Repeat("f", 40)), wantErr: ErrProtocol},
+		{name: "answers with an empty destination", methodReply: ok, connectReply: concat([]byte{5, 0, 0, 3, 0}, []byte{0, 0}), wantErr: ErrProtocol},
+		{name: "echo in upper case", methodReply: ok, connectReply: domainReply(0, strings.ToUpper(testDst))},
 		{name: "general failure", methodReply: ok, connectReply: []byte{5, 1, 0, 1, 0, 0, 0, 0, 0, 0}, wantErr: ErrRefused, wantCode: ReplyGeneralFailure},
 		{name: "not allowed", methodReply: ok, connectReply: []byte{5, 2, 0, 1, 0, 0, 0, 0, 0, 0}, wantErr: ErrRefused, wantCode: ReplyNotAllowed},
 		{name: "host unreachable, short reply", methodReply: ok, connectReply: []byte{5, 4, 0}, wantErr: ErrProtocol},

@@ -299,10 +299,6 @@ func (r *Receiver) store(f *os.File, part, name, from string, o *negotiate.Offer
 func (r *Receiver) awaitStream(sid, from string, s5bCh chan s5bResult, ibbOffered bool, res *Result) (net.Conn, error) {
 	octx, cancel := context.WithTimeout(r.ctx, orDefault(r.opts.OpenTimeout, 2*time.Minute))
 	defer cancel()
-	type ibbResult struct {
-		conn *ibb.Conn
-		err  error
-	}
 	var ibbCh chan ibbResult
 	if ibbOffered {
 		ibbCh = make(chan ibbResult, 1)
@@ -323,10 +319,27 @@ func (r *Receiver) awaitStream(sid, from string, s5bCh chan s5bResult, ibbOffere
 				}
 				continue
 			}
-			cancel() // withdraw the IBB expectation
+			conn := sr.conn
 			if ibbCh != nil {
-				if ir := <-ibbCh; ir.conn != nil {
-					ir.conn.Close()
+				// The sender may still fail (its proxy refusing activation)
+				// and fall back to IBB on this sid: keep expecting IBB until
+				// the first byte, or the end, comes over SOCKS5.
+				var ir *ibbResult
+				conn, ir = firstOf(sr.conn, ibbCh, octx)
+				if ir != nil {
+					if ir.err == nil {
+						res.Method, res.Fallback = "ibb", "the sender fell back to in-band after connecting over SOCKS5"
+						return ir.conn, nil
+					}
+					if conn == nil {
+						return nil, ir.err
+					}
+				}
+				cancel() // withdraw the IBB expectation
+				if ir == nil {
+					if r := <-ibbCh; r.conn != nil {
+						r.conn.Close()
+					}
 				}
 			}
 			res.Method = "s5b"
@@ -334,7 +347,7 @@ func (r *Receiver) awaitStream(sid, from string, s5bCh chan s5bResult, ibbOffere
 			if !session.EqualJID(sr.via.JID, from) {
 				res.Via = "proxy " + sr.via.JID
 			}
-			return sr.conn, nil
+			return conn, nil
 		case ir := <-ibbCh:
 			if ir.err != nil {
 				if s5bErr != nil {
@@ -354,4 +367,70 @@ func (r *Receiver) awaitStream(sid, from string, s5bCh chan s5bResult, ibbOffere
 			return nil, octx.Err()
 		}
 	}
+}
+
+type ibbResult struct {
+	conn *ibb.Conn
+	err  error
+}
+
+// firstOf waits for the first read on a SOCKS5 bytestream or for an IBB
+// open, whichever comes first. With data or the end of the stream first,
+// it returns the SOCKS5 stream (what was read put back in front); with IBB
+// first, it closes the SOCKS5 stream and returns the IBB result.
+func firstOf(s5bConn net.Conn, ibbCh chan ibbResult, ctx context.Context) (net.Conn, *ibbResult) {
+	got := make(chan readAhead, 1)
+	go func() {
+		b := make([]byte, 1)
+		n, err := s5bConn.Read(b)
+		got <- readAhead{b[:n], err}
+	}()
+	select {
+	case f := <-got:
+		return &prefixConn{Conn: s5bConn, prefix: f.b, err: f.err}, nil
+	case ir := <-ibbCh:
+		if ir.err != nil {
+			// No fallback is coming: SOCKS5 it is, its first read
+			// still under way (the reader's deadlines apply to it).
+			return &prefixConn{Conn: s5bConn, pending: got}, &ir
+		}
+		s5bConn.Close()
+		<-got
+		return nil, &ir
+	case <-ctx.Done():
+		s5bConn.Close()
+		<-got
+		return nil, &ibbResult{err: ctx.Err()}
+	}
+}
+
+type readAhead struct {
+	b   []byte
+	err error
+}
+
+// prefixConn replays what was read ahead of the reader.
+type prefixConn struct {
+	net.Conn
+	pending chan readAhead // a read ahead still under way
+	prefix  []byte
+	err     error
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if c.pending != nil {
+		f := <-c.pending
+		c.pending, c.prefix, c.err = nil, f.b, f.err
+	}
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	if c.err != nil {
+		err := c.err
+		c.err = nil
+		return 0, err
+	}
+	return c.Conn.Read(p)
 }

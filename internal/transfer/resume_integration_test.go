@@ -76,7 +76,12 @@ func TestIntegrationResume(t *testing.T) {
 				meter.cut = func() { bob.Close(); rcancel() }
 			}
 			sd := &Sender{S: alice, Opts: sopts, Obs: &Observer{Meter: func(string, int64, int64) Meter { return meter }}}
-			if _, err := sd.Send(sctx, bob.JID(), src); err == nil {
+			_, err = sd.Send(sctx, bob.JID(), src)
+			// Over SOCKS5 the rest of the file may fit in the socket
+			// buffers before the receiver's death is noticed: XEP-0065 has
+			// no acknowledgement, so only the receiver can know. In-band,
+			// every chunk is acknowledged.
+			if err == nil && !(tc.how == "receiver-dies" && tc.method != "ibb") {
 				t.Fatal("interrupted send succeeded")
 			}
 			if tc.how != "receiver-dies" {

@@ -3,12 +3,14 @@ package transfer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"xfer/internal/s5b"
+	"xfer/internal/session"
 )
 
 // Every S5B path against the real Prosody and its proxy65 component.
@@ -108,5 +110,108 @@ func TestIntegrationS5BRequestWithoutOffer(t *testing.T) {
 	case <-dialled:
 		t.Fatal("the receiver dialled a stranger's streamhost")
 	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// Sizes over both SOCKS5 paths: empty, small, and 64 MiB.
+func TestIntegrationS5BSizes(t *testing.T) {
+	r, bob, _ := receiver(t, ReceiveOptions{Allow: []string{"alice@localhost"}})
+	alice := login(t, "alice", "s5bsizes")
+	src := t.TempDir()
+	for _, path := range []struct {
+		name string
+		opts S5BOptions
+		via  string
+	}{
+		{"direct", S5BOptions{}, "direct"},
+		{"proxy", S5BOptions{NoDirect: true}, "proxy proxy.localhost"},
+	} {
+		for _, size := range []int64{0, 1000, 64 << 20} {
+			t.Run(fmt.Sprintf("%s/%d", path.name, size), func(t *testing.T) {
+				if testing.Short() && size > 1<<20 {
+					t.Skip("long")
+				}
+				p, sum := writeRandom(t, src, fmt.Sprintf("%s-%d.bin", path.name, size), size)
+				o := path.opts
+				o.ServerLoopback = true
+				res, err := (&Sender{S: alice, Opts: SendOptions{Method: "s5b", S5B: o}}).Send(context.Background(), bob.JID(), p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := next(t, r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Via != path.via || got.Via != path.via || md5Of(t, got.Path) != sum {
+					t.Fatalf("sent via %q, received via %q %+v", res.Via, got.Via, got)
+				}
+			})
+		}
+	}
+}
+
+// A streamhost that accepts TCP but never answers SOCKS5 costs the
+// receiver one host timeout, then it takes the next candidate.
+func TestIntegrationS5BBlackHoleStreamhost(t *testing.T) {
+	hole, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	go func() {
+		for {
+			c, err := hole.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	r, bob, _ := receiver(t, ReceiveOptions{Allow: []string{"alice@localhost"}, S5B: S5BOptions{HostTimeout: time.Second}})
+	alice := login(t, "alice", "blackhole")
+	p, sum := writeRandom(t, t.TempDir(), "bh.bin", 100000)
+	// The black hole is advertised first, as a --direct-addr.
+	sd := &Sender{S: alice, Opts: SendOptions{Method: "s5b", S5B: S5BOptions{ServerLoopback: true, DirectAddrs: []string{hole.Addr().String()}}}}
+	start := time.Now()
+	res, err := sd.Send(context.Background(), bob.JID(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := next(t, r); err != nil || md5Of(t, got.Path) != sum {
+		t.Fatalf("%+v %v", got, err)
+	}
+	if res.Via != "direct" || time.Since(start) > 15*time.Second {
+		t.Fatalf("via %q after %v", res.Via, time.Since(start))
+	}
+}
+
+// activationRefused stands for a proxy that refuses to activate.
+type activationRefused struct{ *session.Session }
+
+func (a activationRefused) SendIQ(ctx context.Context, iq *session.IQ) (*session.IQ, error) {
+	if strings.Contains(string(iq.Payload), "<activate") {
+		return nil, session.NewError(session.CondNotAllowed, "activation refused (test)")
+	}
+	return a.Session.SendIQ(ctx, iq)
+}
+
+// The proxy refuses activation after the receiver connected to it: the
+// sender falls back to IBB on the same sid, and the receiver, still
+// expecting IBB until the first byte, follows.
+func TestIntegrationS5BActivationRefusedFallsBack(t *testing.T) {
+	r, bob, _ := receiver(t, ReceiveOptions{Allow: []string{"alice@localhost"}})
+	alice := login(t, "alice", "noactivate")
+	p, sum := writeRandom(t, t.TempDir(), "act.bin", 200000)
+	sd := &Sender{S: activationRefused{alice}, Opts: SendOptions{Method: "auto", S5B: S5BOptions{NoDirect: true}}}
+	res, err := sd.Send(context.Background(), bob.JID(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Method != "ibb" || !strings.Contains(res.Fallback, "activat") {
+		t.Fatalf("result %+v", res)
+	}
+	got, err := next(t, r)
+	if err != nil || got.Method != "ibb" || md5Of(t, got.Path) != sum {
+		t.Fatalf("%+v %v", got, err)
 	}
 }
