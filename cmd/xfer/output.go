@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"xfer/internal/hook"
 	"xfer/internal/transfer"
 )
 
@@ -174,3 +176,25 @@ type nopMeter struct{}
 
 func (nopMeter) Write(p []byte) (int, error) { return len(p), nil }
 func (nopMeter) Finish()                     {}
+
+// hookRan runs the --exec command for a received file and reports its
+// exit status; the command's own output goes to stderr.
+func (o *output) hookRan(r *transfer.Result, command string, timeout time.Duration, ctx context.Context) {
+	code, err := hook.Run(ctx, command, hook.File{Path: r.Path, Name: r.Name, From: r.Peer, Size: r.Size, MD5: r.Hash, Via: method(r)}, timeout, o.g.stderr)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.g.json {
+		ev := map[string]any{"type": "exec", "path": r.Path, "exit_code": code, "time": time.Now()}
+		if err != nil {
+			ev["error"] = err.Error()
+		}
+		_ = o.g.emitJSON(ev)
+		return
+	}
+	switch {
+	case err != nil:
+		fmt.Fprintf(o.g.stderr, "xfer: --exec for %s: %v\n", r.Path, err)
+	case code != 0:
+		fmt.Fprintf(o.g.stderr, "xfer: --exec for %s exited with status %d\n", r.Path, code)
+	}
+}

@@ -25,6 +25,8 @@ type receiveOptions struct {
 	hostTimeout  time.Duration
 	listPartial  bool
 	rmPartial    bool
+	exec         string
+	execTimeout  time.Duration
 }
 
 func newReceiveCmd(g *globalOptions) *cobra.Command {
@@ -47,7 +49,8 @@ for the rest only (XEP-0096 range) and checks the MD5 of the whole file.`,
 		Example: `  xfer receive --dir ~/Downloads --from alice@example.org
   xfer receive --dir . --from alice@example.org --once --json
   xfer receive --dir /srv/inbox --accept-all --max-size 1GiB
-  xfer receive --dir ~/Downloads --list-partial`,
+  xfer receive --dir ~/Downloads --list-partial
+  xfer receive --dir /srv/inbox --from alice@example.org --exec 'sha256sum "$XFER_PATH" >> /srv/inbox/LOG'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := g.settings()
@@ -113,6 +116,9 @@ for the rest only (XEP-0096 range) and checks the MD5 of the whole file.`,
 					continue
 				}
 				out.received(res)
+				if o.exec != "" {
+					out.hookRan(res, o.exec, o.execTimeout, ctx)
+				}
 			}
 			if firstErr != nil {
 				return silentError{firstErr}
@@ -131,6 +137,8 @@ for the rest only (XEP-0096 range) and checks the MD5 of the whole file.`,
 	f.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail a transfer when no data arrives for this long")
 	f.DurationVar(&o.openTimeout, "open-timeout", 2*time.Minute, "how long to wait for the bytestream after accepting")
 	f.BoolVar(&o.noDirect, "no-direct", false, "never connect to the sender directly: only through proxies")
+	f.StringVar(&o.exec, "exec", "", "run this command (with sh -c) for each verified file; the file is described in XFER_PATH, XFER_NAME, XFER_FROM, XFER_SIZE, XFER_MD5, XFER_METHOD")
+	f.DurationVar(&o.execTimeout, "exec-timeout", 10*time.Minute, "stop an --exec command after this long")
 	f.BoolVar(&o.listPartial, "list-partial", false, "list the partial downloads in DIR (kept for resuming) and exit")
 	f.BoolVar(&o.rmPartial, "remove-partial", false, "remove the partial downloads in DIR and exit")
 	f.DurationVar(&o.hostTimeout, "host-timeout", 5*time.Second, "limit for each SOCKS5 streamhost's connect and handshake")
