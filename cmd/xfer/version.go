@@ -14,7 +14,9 @@ func newVersionCmd(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version and the module versions it was built with",
-		Args:  cobra.NoArgs,
+		Example: `  xfer version
+  xfer version --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			info, ok := debug.ReadBuildInfo()
 			deps := map[string]string{}
