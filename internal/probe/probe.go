@@ -169,7 +169,7 @@ func selfTest(ctx context.Context, s Session, proxy string, h s5b.Streamhost, op
 	}
 	defer requester.Close()
 	actx, cancel := context.WithTimeout(ctx, opts.HostTimeout)
-	err = s5b.Activate(actx, s, proxy, sid, s.JID())
+	err = s5b.Activate(actx, s, h.JID, sid, s.JID())
 	cancel()
 	if err != nil {
 		return fmt.Errorf("activation refused: %w", err)
