@@ -1,25 +1,42 @@
-// Command bench measures xfer's in-band throughput (SI + XEP-0047 IBB)
-// through a private Prosody next to a raw TCP loopback copy of the same
-// file, measured in the same run, with the peak memory (max RSS) and CPU
-// time of both sides and of the server. `make bench` builds bin/xfer and
-// runs it.
+// Command bench measures xfer's throughput through a private Prosody next
+// to raw copies of the same file that do the same work without XMPP, all in
+// the same run, with the peak memory (max RSS) and CPU time of both sides
+// and of the server. `make bench` builds bin/xfer and runs it.
 //
 // It starts a private Prosody (internal/testserver) with the accounts alice
-// and bob, who have each other in their rosters, creates a random file
-// (-size, 64 MiB by default) and, -runs times, interleaving the rows so that
-// all of them see the same machine load:
+// and bob, who have each other in their rosters, creates random files and,
+// -runs times, interleaving the rows so that all of them see the same
+// machine load, measures:
 //
 //   - raw TCP: two child processes of this program (re-executed with
-//     XFER_BENCH_ROLE set) copy the file over a 127.0.0.1 connection with a
-//     plain 64 KiB read/write loop (no sendfile/splice, no TLS);
-//   - xfer: `bin/xfer receive --once` as bob and `bin/xfer send --method
-//     ibb` as alice, both with --json; the throughput is the sender's "done"
-//     event (IBB open to close, after the offer was accepted), and the wall
-//     time of the send process (login, MD5 of the file, finding bob, offer)
-//     is shown next to it. The received file's MD5 is checked against the
-//     source; a mismatch fails the benchmark.
+//     XFER_BENCH_ROLE set) copy the -ibb-size file over a 127.0.0.1
+//     connection with a plain 64 KiB read/write loop (no sendfile/splice, no
+//     TLS, no hashing): the yardstick of the IBB rows;
+//   - raw TCP + MD5: the same with the -size file, MD5 on both ends and the
+//     received bytes written to a file, which is the work xfer's S5B path
+//     does. "hash first": the sender hashes the whole file before it
+//     connects, as xfer does (XEP-0096 puts the hash in the offer), so the
+//     transfer itself only reads and sends; "hash while sending": the
+//     sender hashes as it sends. The receiver always hashes and writes as
+//     it receives;
+//   - raw SOCKS5 relay: the same two ends (hash first, and hash while
+//     sending), connected through the server's proxy65 with
+//     xfer/internal/s5b: the target end connects and handshakes, the
+//     requester end (logged in as alice) connects, activates the stream
+//     with its own full JID as the target (Prosody allows it, as
+//     `xfer probe-proxy` does) and sends;
+//   - xfer: `bin/xfer receive --once` as bob and `bin/xfer send` as alice,
+//     both with --json: IBB (-ibb-size file) and S5B directly and through
+//     the proxy (--no-direct) (-size file). The throughput is the sender's
+//     "done" event (bytestream negotiation to the close, after the offer
+//     was accepted); the wall time of the send process (login, MD5 of the
+//     file, finding bob, offer, transfer) is shown next to it.
 //
-// Unless -quick is given, xfer is also measured with a few IBB settings
+// Every received file's MD5 is checked against the source; a mismatch fails
+// the benchmark. With -rss-check, S5B is also measured once with a
+// -rss-size (1 GiB) file, for the peak RSS target.
+//
+// Unless -quick is given, xfer's IBB is also measured with a few settings
 // (window, block size), against a second Prosody with TCP_NODELAY
 // (testserver.Options.NoNagle) and against a third without TLS
 // (Options.Plaintext, xfer --no-tls), one row each: they show where the
@@ -37,17 +54,20 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"hash"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -56,16 +76,28 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"xfer/internal/s5b"
+	"xfer/internal/session"
 	"xfer/internal/testserver"
 )
 
 // roleEnv selects a child role when this program re-executes itself.
 const roleEnv = "XFER_BENCH_ROLE"
 
+// Environment of the child roles.
+const (
+	fileEnv  = "XFER_BENCH_FILE"  // the file to send, or to write
+	addrEnv  = "XFER_BENCH_ADDR"  // tcp-send: the receiver; relay-*: the proxy's SOCKS5 address
+	hashEnv  = "XFER_BENCH_HASH"  // "", "first" or "while" (sender); non-empty: the receiver hashes
+	dstEnv   = "XFER_BENCH_DST"   // relay-recv: the SOCKS5 destination (s5b.DstAddr)
+	proxyEnv = "XFER_BENCH_PROXY" // relay-send: the proxy's JID
+	caEnv    = "XFER_BENCH_CA"    // relay-send: the server's certificate
+)
+
 func main() {
 	switch role := os.Getenv(roleEnv); role {
 	case "":
-	case "tcp-recv", "tcp-send":
+	case "tcp-recv", "tcp-send", "relay-recv", "relay-send":
 		if err := child(role); err != nil {
 			fmt.Fprintln(os.Stderr, "bench child:", err)
 			os.Exit(1)
@@ -76,23 +108,55 @@ func main() {
 		os.Exit(2)
 	}
 
-	sizeFlag := flag.String("size", "64MiB", "size of the test file (e.g. 64MiB, 512KiB, 1GB)")
+	sizeFlag := flag.String("size", "256MiB", "size of the file of the S5B and raw+MD5 rows (e.g. 256MiB, 512KiB, 1GB)")
+	ibbSizeFlag := flag.String("ibb-size", "64MiB", "size of the file of the IBB and plain raw TCP rows (IBB moves about 8 MB/s)")
+	rssCheck := flag.Bool("rss-check", false, "also send a -rss-size file with S5B, once, for the peak RSS target")
+	rssSizeFlag := flag.String("rss-size", "1GiB", "size of the -rss-check file")
 	runs := flag.Int("runs", 1, "measure every row this many times (interleaved); the median is shown")
 	xferBin := flag.String("xfer", "bin/xfer", "the xfer binary to measure")
-	quick := flag.Bool("quick", false, "only raw TCP and xfer with default settings")
+	quick := flag.Bool("quick", false, "no IBB variants: raw rows, xfer IBB and S5B with default settings")
+	only := flag.String("rows", "", "only the rows whose \"method, settings\" matches this regular expression (and their baselines)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "limit for one transfer")
+	var compare []variant
+	flag.Func("compare", "`NAME=PATH`: also measure the S5B rows with this other xfer binary, e.g. a build with a change to try (repeatable)", func(v string) error {
+		name, path, ok := strings.Cut(v, "=")
+		if !ok || name == "" || path == "" {
+			return errors.New("want NAME=PATH")
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return err
+		}
+		compare = append(compare, variant{name, abs})
+		return nil
+	})
 	flag.Parse()
-	size, err := parseSize(*sizeFlag)
-	if err != nil || size <= 0 {
-		fmt.Fprintf(os.Stderr, "bench: -size %q: not a positive size\n", *sizeFlag)
-		os.Exit(2)
+	sizes := map[string]int64{}
+	for name, v := range map[string]string{"size": *sizeFlag, "ibb-size": *ibbSizeFlag, "rss-size": *rssSizeFlag} {
+		n, err := parseSize(v)
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "bench: -%s %q: not a positive size\n", name, v)
+			os.Exit(2)
+		}
+		sizes[name] = n
 	}
 	if *runs < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -runs must be at least 1")
 		os.Exit(2)
 	}
+	var filter *regexp.Regexp
+	if *only != "" {
+		var err error
+		if filter, err = regexp.Compile(*only); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -rows: %v\n", err)
+			os.Exit(2)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err = run(ctx, config{size: size, runs: *runs, xfer: *xferBin, quick: *quick, timeout: *timeout})
+	err := run(ctx, config{
+		size: sizes["size"], ibbSize: sizes["ibb-size"], rssSize: sizes["rss-size"], rssCheck: *rssCheck,
+		runs: *runs, xfer: *xferBin, quick: *quick, filter: filter, timeout: *timeout, compare: compare,
+	})
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -104,27 +168,48 @@ func main() {
 }
 
 type config struct {
-	size    int64
-	runs    int
-	xfer    string
-	quick   bool
-	timeout time.Duration
+	size, ibbSize, rssSize int64
+	rssCheck               bool
+	runs                   int
+	xfer                   string
+	quick                  bool
+	filter                 *regexp.Regexp
+	timeout                time.Duration
+	compare                []variant
 }
 
-// row is one line of the table: a way of moving the file.
+// variant is another xfer binary to measure (-compare).
+type variant struct{ name, path string }
+
+// Kinds of rows.
+const (
+	kindXfer  = iota
+	kindTCP   // raw TCP between two children
+	kindRelay // raw SOCKS5 relay through the proxy between two children
+)
+
+// row is one line of the table: a way of moving a file.
 type row struct {
 	method   string
 	settings string
-	raw      bool               // raw TCP copy instead of xfer
+	kind     int
+	hash     string             // raw rows: "", "first" or "while"
+	size     int64              // the file's size
+	once     bool               // measured in the first run only
+	base     *row               // the row whose throughput this one is compared with
 	server   testserver.Options // the Prosody to go through
-	args     []string           // extra `xfer send` flags
+	args     []string           // `xfer send` flags
+	bin      string             // -compare: this xfer binary instead of -xfer
 	results  []result
 }
+
+func (r *row) name() string { return r.method + ", " + r.settings }
 
 // result is one measurement of a row.
 type result struct {
 	bytes       int64
-	seconds     float64 // the transfer itself
+	seconds     float64 // the transfer itself, as the sender sees it
+	recvSeconds float64 // raw rows: the receiver's first to last byte
 	wall        float64 // the sending process, start to exit
 	sendCPU     float64
 	recvCPU     float64
@@ -147,6 +232,11 @@ type server struct {
 	pw  map[string]string
 }
 
+// payload is a test file.
+type payload struct {
+	path, sum string
+}
+
 func run(ctx context.Context, cfg config) error {
 	xfer, err := filepath.Abs(cfg.xfer)
 	if err != nil {
@@ -165,28 +255,19 @@ func run(ctx context.Context, cfg config) error {
 	}
 	defer os.RemoveAll(dir)
 
-	fmt.Fprintf(os.Stderr, "bench: creating a %s random file\n", human(cfg.size))
-	src := filepath.Join(dir, "payload.bin")
-	sum, err := makeFile(src, cfg.size)
-	if err != nil {
-		return err
-	}
-
-	rows := []*row{
-		{method: "raw TCP", settings: "loopback, 64 KiB read/write", raw: true},
-		{method: "xfer ibb", settings: "defaults"},
-	}
-	if !cfg.quick {
-		rows = append(rows,
-			&row{method: "xfer ibb", settings: "--ibb-window 4", args: []string{"--ibb-window", "4"}},
-			&row{method: "xfer ibb", settings: "--ibb-window 64", args: []string{"--ibb-window", "64"}},
-			&row{method: "xfer ibb", settings: "--ibb-block-size 8192", args: []string{"--ibb-block-size", "8192"}},
-			&row{method: "xfer ibb", settings: "--ibb-block-size 65535", args: []string{"--ibb-block-size", "65535"}},
-			&row{method: "xfer ibb", settings: "defaults, Prosody TCP_NODELAY", server: noNagle},
-			&row{method: "xfer ibb", settings: "--ibb-block-size 65535, Prosody TCP_NODELAY", server: noNagle, args: []string{"--ibb-block-size", "65535"}},
-			&row{method: "xfer ibb", settings: "defaults, no TLS", server: noTLS},
-			&row{method: "xfer ibb", settings: "--ibb-block-size 65535, no TLS", server: noTLS, args: []string{"--ibb-block-size", "65535"}},
-		)
+	rows := tableRows(cfg)
+	files := map[int64]payload{}
+	for _, r := range rows {
+		if _, ok := files[r.size]; ok {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "bench: creating a %s random file\n", human(r.size))
+		p := filepath.Join(dir, fmt.Sprintf("payload-%d.bin", r.size))
+		sum, err := makeFile(p, r.size)
+		if err != nil {
+			return err
+		}
+		files[r.size] = payload{p, sum}
 	}
 
 	servers := map[testserver.Options]*server{}
@@ -196,7 +277,7 @@ func run(ctx context.Context, cfg config) error {
 		}
 	}()
 	for _, r := range rows {
-		if r.raw || servers[r.server] != nil {
+		if r.kind == kindTCP || servers[r.server] != nil {
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "bench: starting a private Prosody %+v\n", r.server)
@@ -214,29 +295,101 @@ func run(ctx context.Context, cfg config) error {
 
 	for i := range cfg.runs {
 		for _, r := range rows {
+			if r.once && i > 0 {
+				continue
+			}
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "bench: run %d/%d: %s, %s\n", i+1, cfg.runs, r.method, r.settings)
+			fmt.Fprintf(os.Stderr, "bench: run %d/%d: %s (%s)\n", i+1, cfg.runs, r.name(), human(r.size))
 			tctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 			var res result
-			if r.raw {
-				res, err = rawTCP(tctx, self, dir, src, sum, cfg.size)
-			} else {
-				res, err = viaXfer(tctx, xfer, servers[r.server], dir, src, sum, cfg.size, r.args)
+			f := files[r.size]
+			switch r.kind {
+			case kindTCP:
+				res, err = rawTCP(tctx, self, dir, f, r.size, r.hash)
+			case kindRelay:
+				res, err = rawRelay(tctx, self, servers[r.server], dir, f, r.size, r.hash)
+			default:
+				bin := xfer
+				if r.bin != "" {
+					bin = r.bin
+				}
+				res, err = viaXfer(tctx, bin, servers[r.server], dir, f, r.size, r.args)
 			}
 			cancel()
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				return fmt.Errorf("%s (%s): %w", r.method, r.settings, err)
+				return fmt.Errorf("%s: %w", r.name(), err)
 			}
+			recvSecs := ""
+			if res.recvSeconds > 0 {
+				recvSecs = fmt.Sprintf(" (receiver: first to last byte %.3f s)", res.recvSeconds)
+			}
+			fmt.Fprintf(os.Stderr, "bench:   %.3f s, %.1f MB/s, send wall %.2f s%s\n", res.seconds, rate(res)/1e6, res.wall, recvSecs)
 			r.results = append(r.results, res)
 		}
 	}
 	printTable(os.Stdout, cfg, rows)
 	return nil
+}
+
+// tableRows lists the rows to measure, in the order of the table.
+func tableRows(cfg config) []*row {
+	raw := &row{method: "raw TCP", settings: "loopback, 64 KiB read/write", kind: kindTCP, size: cfg.ibbSize}
+	first := &row{method: "raw TCP + MD5", settings: "hash first, then send; receiver hashes + writes", kind: kindTCP, hash: "first", size: cfg.size}
+	while := &row{method: "raw TCP + MD5", settings: "hash while sending; receiver hashes + writes", kind: kindTCP, hash: "while", size: cfg.size}
+	relayFirst := &row{method: "raw SOCKS5 relay", settings: "proxy65, hash first; receiver hashes + writes", kind: kindRelay, hash: "first", size: cfg.size}
+	relayWhile := &row{method: "raw SOCKS5 relay", settings: "proxy65, hash while sending; receiver hashes + writes", kind: kindRelay, hash: "while", size: cfg.size}
+	ibb := func(settings string, srv testserver.Options, args ...string) *row {
+		return &row{method: "xfer ibb", settings: settings, base: raw, server: srv, size: cfg.ibbSize, args: append([]string{"--method", "ibb"}, args...)}
+	}
+	rows := []*row{
+		raw, first, while, relayFirst, relayWhile,
+		{method: "xfer s5b", settings: "direct (defaults)", base: first, size: cfg.size, args: []string{"--method", "s5b"}},
+		{method: "xfer s5b", settings: "proxy65 (--no-direct)", base: relayFirst, size: cfg.size, args: []string{"--method", "s5b", "--no-direct"}},
+		ibb("defaults", testserver.Options{}),
+	}
+	while.base, relayWhile.base = first, relayFirst
+	for _, v := range cfg.compare {
+		rows = append(rows,
+			&row{method: "xfer s5b [" + v.name + "]", settings: "direct (defaults)", base: first, size: cfg.size, bin: v.path, args: []string{"--method", "s5b"}},
+			&row{method: "xfer s5b [" + v.name + "]", settings: "proxy65 (--no-direct)", base: relayFirst, size: cfg.size, bin: v.path, args: []string{"--method", "s5b", "--no-direct"}},
+		)
+	}
+	if cfg.rssCheck {
+		rows = append(rows,
+			&row{method: "xfer s5b", settings: "direct, -rss-size file", base: first, size: cfg.rssSize, once: true, args: []string{"--method", "s5b"}},
+			&row{method: "xfer s5b", settings: "proxy65, -rss-size file", base: relayFirst, size: cfg.rssSize, once: true, args: []string{"--method", "s5b", "--no-direct"}},
+		)
+	}
+	if !cfg.quick {
+		rows = append(rows,
+			ibb("--ibb-window 4", testserver.Options{}, "--ibb-window", "4"),
+			ibb("--ibb-window 64", testserver.Options{}, "--ibb-window", "64"),
+			ibb("--ibb-block-size 8192", testserver.Options{}, "--ibb-block-size", "8192"),
+			ibb("--ibb-block-size 65535", testserver.Options{}, "--ibb-block-size", "65535"),
+			ibb("defaults, Prosody TCP_NODELAY", noNagle),
+			ibb("--ibb-block-size 65535, Prosody TCP_NODELAY", noNagle, "--ibb-block-size", "65535"),
+			ibb("defaults, no TLS", noTLS),
+			ibb("--ibb-block-size 65535, no TLS", noTLS, "--ibb-block-size", "65535"),
+		)
+	}
+	if cfg.filter == nil {
+		return rows
+	}
+	keep := map[*row]bool{}
+	for _, r := range rows {
+		if cfg.filter.MatchString(r.name()) {
+			keep[r] = true
+			if r.base != nil {
+				keep[r.base] = true
+			}
+		}
+	}
+	return slices.DeleteFunc(rows, func(r *row) bool { return !keep[r] })
 }
 
 func startServer(opts testserver.Options) (*server, error) {
@@ -258,13 +411,23 @@ func startServer(opts testserver.Options) (*server, error) {
 	return s, nil
 }
 
-// rawTCP copies src over a loopback TCP connection between two child
+// childReport is what a raw child prints when done.
+type childReport struct {
+	Bytes int64 `json:"bytes"`
+	// Seconds: for the sender, from connecting to the streamhost to its
+	// close, which is what xfer's done event measures; for the receiver,
+	// from the first byte to the last one written.
+	Seconds float64 `json:"seconds"`
+	MD5     string  `json:"md5,omitempty"`
+}
+
+// rawTCP copies f over a loopback TCP connection between two child
 // processes of this program and checks what arrived.
-func rawTCP(ctx context.Context, self, dir, src, sum string, size int64) (result, error) {
+func rawTCP(ctx context.Context, self, dir string, f payload, size int64, hashMode string) (result, error) {
 	out := filepath.Join(dir, "raw-received.bin")
 	defer os.Remove(out)
 	recv := exec.CommandContext(ctx, self)
-	recv.Env = append(os.Environ(), roleEnv+"=tcp-recv", "XFER_BENCH_FILE="+out)
+	recv.Env = append(os.Environ(), roleEnv+"=tcp-recv", fileEnv+"="+out, hashEnv+"="+hashMode)
 	recv.Stderr = os.Stderr
 	stdout, err := recv.StdoutPipe()
 	if err != nil {
@@ -277,49 +440,156 @@ func rawTCP(ctx context.Context, self, dir, src, sum string, size int64) (result
 	lines := bufio.NewScanner(stdout)
 	if !lines.Scan() {
 		recv.Wait()
-		return result{}, errors.New("raw TCP receiver did not report its address")
+		return result{}, errors.New("raw receiver did not report its address")
 	}
 	addr := strings.TrimSpace(lines.Text())
 
 	send := exec.CommandContext(ctx, self)
-	send.Env = append(os.Environ(), roleEnv+"=tcp-send", "XFER_BENCH_FILE="+src, "XFER_BENCH_ADDR="+addr)
+	send.Env = append(os.Environ(), roleEnv+"=tcp-send", fileEnv+"="+f.path, addrEnv+"="+addr, hashEnv+"="+hashMode)
 	send.Stderr = os.Stderr
+	var sendOut bytes.Buffer
+	send.Stdout = &sendOut
 	start := time.Now()
 	if err := send.Run(); err != nil {
-		return result{}, fmt.Errorf("raw TCP sender: %w", err)
+		return result{}, fmt.Errorf("raw sender: %w", err)
 	}
 	wall := time.Since(start).Seconds()
-	var rep childReport
-	if !lines.Scan() {
-		recv.Wait()
-		return result{}, errors.New("raw TCP receiver did not report")
+	res, err := rawResult(recv, lines, out, f, size, hashMode)
+	if err != nil {
+		return result{}, err
 	}
-	if err := json.Unmarshal(lines.Bytes(), &rep); err != nil {
-		return result{}, fmt.Errorf("raw TCP receiver: %w", err)
+	if err := senderSeconds(&res, sendOut.Bytes()); err != nil {
+		return result{}, err
 	}
-	if err := recv.Wait(); err != nil {
-		return result{}, fmt.Errorf("raw TCP receiver: %w", err)
-	}
-	if err := verify(out, sum, size); err != nil {
-		return result{}, fmt.Errorf("raw TCP: %w", err)
-	}
-	res := result{bytes: rep.Bytes, seconds: rep.Seconds, serverCPU: -1, serverHWMKB: -1}
 	res.sendRSS, res.sendCPU = usage(send.ProcessState)
-	res.recvRSS, res.recvCPU = usage(recv.ProcessState)
 	res.wall = wall
 	return res, nil
 }
 
-// childReport is what the raw TCP receiver prints when done.
-type childReport struct {
-	Bytes   int64   `json:"bytes"`
-	Seconds float64 `json:"seconds"`
+// rawRelay copies f through the server's proxy65 between two child
+// processes of this program and checks what arrived.
+func rawRelay(ctx context.Context, self string, s *server, dir string, f payload, size int64, hashMode string) (result, error) {
+	if s.srv.ProxyAddr == "" {
+		return result{}, errors.New("the server has no proxy65")
+	}
+	out := filepath.Join(dir, "relay-received.bin")
+	defer os.Remove(out)
+	cpu0 := procCPU(s.pid)
+
+	// The requester logs in first: the destination address hashes its
+	// full JID, which the server binds.
+	send := exec.CommandContext(ctx, self)
+	send.Env = append(os.Environ(), roleEnv+"=relay-send", fileEnv+"="+f.path, hashEnv+"="+hashMode,
+		addrEnv+"="+s.srv.ProxyAddr, proxyEnv+"="+s.srv.ProxyJID, caEnv+"="+s.srv.CAFile,
+		"XFER_JID=alice@localhost/bench-relay", "XFER_PASSWORD="+s.pw["alice"], "XFER_SERVER="+s.srv.Addr)
+	send.Stderr = os.Stderr
+	sendIn, err := send.StdinPipe()
+	if err != nil {
+		return result{}, err
+	}
+	sendOut, err := send.StdoutPipe()
+	if err != nil {
+		return result{}, err
+	}
+	start := time.Now()
+	if err := send.Start(); err != nil {
+		return result{}, err
+	}
+	defer send.Process.Kill()
+	sendLines := bufio.NewScanner(sendOut)
+	if !sendLines.Scan() {
+		send.Wait()
+		return result{}, errors.New("relay sender did not report its destination address")
+	}
+	dst := strings.TrimSpace(sendLines.Text())
+
+	// The target connects first: proxy65 pairs the first connection for
+	// an address with the target, the second with the requester.
+	recv := exec.CommandContext(ctx, self)
+	recv.Env = append(os.Environ(), roleEnv+"=relay-recv", fileEnv+"="+out, hashEnv+"="+hashMode,
+		addrEnv+"="+s.srv.ProxyAddr, dstEnv+"="+dst)
+	recv.Stderr = os.Stderr
+	stdout, err := recv.StdoutPipe()
+	if err != nil {
+		return result{}, err
+	}
+	if err := recv.Start(); err != nil {
+		return result{}, err
+	}
+	defer recv.Process.Kill()
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() {
+		recv.Wait()
+		return result{}, errors.New("relay receiver did not connect to the proxy")
+	}
+	if _, err := io.WriteString(sendIn, "go\n"); err != nil {
+		return result{}, err
+	}
+	sendIn.Close()
+	var sendRep []byte
+	for sendLines.Scan() {
+		sendRep = append(sendRep, sendLines.Bytes()...)
+	}
+	if err := send.Wait(); err != nil {
+		return result{}, fmt.Errorf("relay sender: %w", err)
+	}
+	wall := time.Since(start).Seconds()
+	res, err := rawResult(recv, lines, out, f, size, hashMode)
+	if err != nil {
+		return result{}, err
+	}
+	if err := senderSeconds(&res, sendRep); err != nil {
+		return result{}, err
+	}
+	res.sendRSS, res.sendCPU = usage(send.ProcessState)
+	res.wall = wall
+	if cpu1 := procCPU(s.pid); cpu0 >= 0 && cpu1 >= 0 {
+		res.serverCPU = cpu1 - cpu0
+	}
+	res.serverHWMKB = procHWM(s.pid)
+	return res, nil
 }
 
-// child runs one side of the raw TCP copy.
+// rawResult reads a raw receiver's report, waits for it and checks its file.
+func rawResult(recv *exec.Cmd, lines *bufio.Scanner, out string, f payload, size int64, hashMode string) (result, error) {
+	var rep childReport
+	if !lines.Scan() {
+		recv.Wait()
+		return result{}, errors.New("raw receiver did not report")
+	}
+	if err := json.Unmarshal(lines.Bytes(), &rep); err != nil {
+		return result{}, fmt.Errorf("raw receiver: %w", err)
+	}
+	if err := recv.Wait(); err != nil {
+		return result{}, fmt.Errorf("raw receiver: %w", err)
+	}
+	if hashMode != "" && rep.MD5 != f.sum {
+		return result{}, fmt.Errorf("raw receiver computed MD5 %s, want %s", rep.MD5, f.sum)
+	}
+	if err := verify(out, f.sum, size); err != nil {
+		return result{}, err
+	}
+	res := result{bytes: rep.Bytes, recvSeconds: rep.Seconds, serverCPU: -1, serverHWMKB: -1}
+	res.recvRSS, res.recvCPU = usage(recv.ProcessState)
+	return res, nil
+}
+
+// senderSeconds takes the transfer time from a raw sender's report.
+func senderSeconds(res *result, out []byte) error {
+	var rep childReport
+	if err := json.Unmarshal(bytes.TrimSpace(out), &rep); err != nil {
+		return fmt.Errorf("raw sender's report %q: %w", out, err)
+	}
+	if rep.Bytes != res.bytes {
+		return fmt.Errorf("raw sender sent %d bytes, the receiver got %d", rep.Bytes, res.bytes)
+	}
+	res.seconds = rep.Seconds
+	return nil
+}
+
+// child runs one side of a raw copy.
 func child(role string) error {
-	file := os.Getenv("XFER_BENCH_FILE")
-	buf := make([]byte, 64<<10)
+	file, hashMode := os.Getenv(fileEnv), os.Getenv(hashEnv)
 	switch role {
 	case "tcp-recv":
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -332,39 +602,189 @@ func child(role string) error {
 			return err
 		}
 		l.Close()
-		start := time.Now()
-		f, err := os.Create(file)
+		return receive(c, file, hashMode != "")
+	case "relay-recv":
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", os.Getenv(addrEnv))
 		if err != nil {
 			return err
 		}
-		// Plain read/write loops on both sides: no sendfile or splice,
-		// as an application copying through user space does.
-		n, err := io.CopyBuffer(onlyWriter{f}, onlyReader{c}, buf)
-		if err != nil {
+		if err := s5b.ClientHandshake(ctx, c, os.Getenv(dstEnv)); err != nil {
 			return err
 		}
-		if err := f.Close(); err != nil {
-			return err
-		}
-		secs := time.Since(start).Seconds()
-		c.Close()
-		return json.NewEncoder(os.Stdout).Encode(childReport{Bytes: n, Seconds: secs})
+		fmt.Println("ready")
+		return receive(c, file, hashMode != "")
 	case "tcp-send":
-		f, err := os.Open(file)
+		f, err := openHashed(file, hashMode)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		c, err := net.Dial("tcp", os.Getenv("XFER_BENCH_ADDR"))
+		start := time.Now()
+		c, err := net.Dial("tcp", os.Getenv(addrEnv))
 		if err != nil {
 			return err
 		}
-		if _, err := io.CopyBuffer(onlyWriter{c}, onlyReader{f}, buf); err != nil {
+		n, err := f.send(c)
+		if err != nil {
 			return err
 		}
-		return c.Close()
+		if err := c.Close(); err != nil {
+			return err
+		}
+		return json.NewEncoder(os.Stdout).Encode(childReport{Bytes: n, Seconds: time.Since(start).Seconds()})
+	case "relay-send":
+		return relaySend(file, hashMode)
 	}
 	return fmt.Errorf("unknown role %q", role)
+}
+
+// receive copies c into file, hashing what arrives when asked, and prints
+// a childReport.
+func receive(c net.Conn, file string, hashing bool) error {
+	defer c.Close()
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	h := md5.New()
+	var w io.Writer = f
+	if hashing {
+		w = io.MultiWriter(f, h)
+	}
+	// Plain read/write loops on both sides: no sendfile or splice, as an
+	// application copying through user space does.
+	in := &firstByte{r: c}
+	n, err := io.CopyBuffer(onlyWriter{w}, in, make([]byte, 64<<10))
+	if err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	rep := childReport{Bytes: n, Seconds: time.Since(in.t).Seconds()}
+	if hashing {
+		rep.MD5 = hex.EncodeToString(h.Sum(nil))
+	}
+	return json.NewEncoder(os.Stdout).Encode(rep)
+}
+
+// firstByte notes when the first byte arrived.
+type firstByte struct {
+	r io.Reader
+	t time.Time
+}
+
+func (f *firstByte) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if n > 0 && f.t.IsZero() {
+		f.t = time.Now()
+	}
+	return n, err
+}
+
+// hashedFile is a raw sender's file: hashed whole before sending
+// ("first"), or as it is sent ("while"), or not at all ("").
+type hashedFile struct {
+	*os.File
+	mode string
+	h    hash.Hash
+}
+
+func openHashed(path, mode string) (*hashedFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	hf := &hashedFile{File: f, mode: mode, h: md5.New()}
+	if mode == "first" {
+		if _, err := io.CopyBuffer(hf.h, onlyReader{f}, make([]byte, 64<<10)); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return hf, nil
+}
+
+func (f *hashedFile) send(c net.Conn) (int64, error) {
+	var r io.Reader = f.File
+	if f.mode == "while" {
+		r = io.TeeReader(f.File, f.h)
+	}
+	return io.CopyBuffer(onlyWriter{c}, onlyReader{r}, make([]byte, 64<<10))
+}
+
+// relaySend is the requester's end of the raw relay: it logs in as
+// XFER_JID, prints the destination address, waits for a line on stdin (the
+// target has connected), connects to the proxy, activates the stream to its
+// own full JID and sends.
+func relaySend(file, hashMode string) error {
+	f, err := openHashed(file, hashMode)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	pem, err := os.ReadFile(os.Getenv(caEnv))
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	s, err := session.Dial(ctx, session.Config{
+		JID: os.Getenv("XFER_JID"), Password: os.Getenv("XFER_PASSWORD"), Server: os.Getenv("XFER_SERVER"),
+		RootCAs: pool, Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	sid, me, proxy := session.NewID(), s.JID(), os.Getenv(proxyEnv)
+	dst := s5b.DstAddr(sid, me, me)
+	fmt.Println(dst)
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		return fmt.Errorf("waiting for the target: %w", err)
+	}
+	host, port, err := net.SplitHostPort(os.Getenv(addrEnv))
+	if err != nil {
+		return err
+	}
+	p, _ := strconv.Atoi(port)
+	start := time.Now()
+	c, err := s5b.Dial(ctx, s5b.Streamhost{JID: proxy, Host: host, Port: p}, dst, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+	err = s5b.Activate(actx, s, proxy, sid, me)
+	acancel()
+	if err != nil {
+		return err
+	}
+	n, err := f.send(c)
+	if err != nil {
+		return err
+	}
+	// Half-close and wait for the proxy to close after the target did, so
+	// that nothing is cut off in the relay.
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		return err
+	}
+	rep := childReport{Bytes: n, Seconds: time.Since(start).Seconds()}
+	_ = c.SetReadDeadline(time.Now().Add(time.Minute))
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(rep)
 }
 
 // onlyReader and onlyWriter hide ReaderFrom/WriterTo so that io.CopyBuffer
@@ -382,8 +802,8 @@ type event struct {
 	Error   string  `json:"error"`
 }
 
-// viaXfer sends src from alice to bob with bin/xfer over IBB.
-func viaXfer(ctx context.Context, xfer string, s *server, dir, src, sum string, size int64, extra []string) (result, error) {
+// viaXfer sends f from alice to bob with bin/xfer send and the given flags.
+func viaXfer(ctx context.Context, xfer string, s *server, dir string, f payload, size int64, extra []string) (result, error) {
 	inbox, err := os.MkdirTemp(dir, "inbox-")
 	if err != nil {
 		return result{}, err
@@ -407,9 +827,9 @@ func viaXfer(ctx context.Context, xfer string, s *server, dir, src, sum string, 
 	}
 	defer recv.Process.Kill() // no-op once it has been waited for
 
-	args := append(append([]string{"send"}, tls...), "--method", "ibb", "--quiet", "--json", "--wait-online", "30s")
+	args := append(append([]string{"send"}, tls...), "--quiet", "--json", "--wait-online", "30s")
 	args = append(args, extra...)
-	args = append(args, src, "bob@localhost")
+	args = append(args, f.path, "bob@localhost")
 	send := exec.CommandContext(ctx, xfer, args...)
 	send.Env, send.Stdout, send.Stderr = env("alice"), &sendOut, &sendErr
 	start := time.Now()
@@ -440,7 +860,8 @@ func viaXfer(ctx context.Context, xfer string, s *server, dir, src, sum string, 
 	if !ok {
 		return result{}, fmt.Errorf("xfer receive printed no done event:\n%s", recvOut.String())
 	}
-	if err := verify(got.Path, sum, size); err != nil {
+	defer os.Remove(got.Path)
+	if err := verify(got.Path, f.sum, size); err != nil {
 		return result{}, fmt.Errorf("xfer: %w", err)
 	}
 	res := result{bytes: sent.Bytes, seconds: sent.Seconds, wall: wall, serverCPU: -1, serverHWMKB: -1}
@@ -593,35 +1014,59 @@ func median(rs []result) result {
 }
 
 func printTable(w io.Writer, cfg config, rows []*row) {
-	var rawSecs float64
-	for _, r := range rows {
-		if r.raw {
-			rawSecs = median(r.results).seconds
-		}
-	}
-	fmt.Fprintf(w, "\nxfer bench: %s file, %d run(s), median shown; %s\n", human(cfg.size), cfg.runs, machine())
+	fmt.Fprintf(w, "\nxfer bench: %d run(s), median shown; %s\n", cfg.runs, machine())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "method\tsettings\tbytes\tseconds\tMB/s\ttime vs raw TCP\tsend wall s\tsender CPU s\treceiver CPU s\tProsody CPU s\tsender peak RSS\treceiver peak RSS\tProsody peak RSS")
+	fmt.Fprintln(tw, "method\tsettings\tfile\tseconds\tMB/s\tspeed vs\tsend wall s\tsender CPU s\treceiver CPU s\tProsody CPU s\tsender peak RSS\treceiver peak RSS\tProsody peak RSS")
 	for _, r := range rows {
+		if len(r.results) == 0 {
+			continue
+		}
 		m := median(r.results)
 		ratio := "-"
-		if rawSecs > 0 {
-			ratio = fmt.Sprintf("x%.1f", m.seconds/rawSecs)
+		if r.base != nil && r.base.size == r.size && len(r.base.results) > 0 {
+			if b := rate(median(r.base.results)); b > 0 {
+				f := "%.2f× %s"
+				if rate(m)/b < 0.1 {
+					f = "%.4f× %s"
+				}
+				ratio = fmt.Sprintf(f, rate(m)/b, r.base.short())
+			}
 		}
 		mbps := "-"
 		if m.seconds > 0 {
-			mbps = fmt.Sprintf("%.1f", float64(m.bytes)/m.seconds/1e6)
+			mbps = fmt.Sprintf("%.1f", rate(m)/1e6)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.3f\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			r.method, r.settings, m.bytes, m.seconds, mbps, ratio, m.wall,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.3f\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			r.method, r.settings, human(r.size), m.seconds, mbps, ratio, m.wall,
 			secs(m.sendCPU), secs(m.recvCPU), secs(m.serverCPU),
 			mib(m.sendRSS), mib(m.recvRSS), mib(m.serverHWMKB))
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "defaults: xfer's own IBB settings (README: --ibb-block-size 4096, --ibb-window 16); Prosody with Nagle on and TLS, as Debian ships it.")
-	fmt.Fprintln(w, "seconds: raw TCP from accept to the last byte written; xfer from the sender's IBB open to its close (the --json done event).")
-	fmt.Fprintln(w, "send wall s: the whole `xfer send` process (login, MD5 of the file, finding bob, offer, transfer). MB/s = 10^6 bytes/s.")
+	fmt.Fprintln(w, "defaults: xfer's own settings (README: --ibb-block-size 4096, --ibb-window 16; S5B offers its own loopback streamhost, then the proxy); Prosody with Nagle on and TLS, as Debian ships it.")
+	fmt.Fprintln(w, "seconds: as the sender sees it, to its close: xfer from the bytestream negotiation after the accept (the --json done event); raw from its connect. The receiver may still have the socket buffers (tens of MiB on loopback) to drain.")
+	fmt.Fprintln(w, "speed vs: MB/s over the MB/s of the row named, for the same file size; xfer s5b is compared with the raw copy that, like xfer, hashes the file before sending.")
+	fmt.Fprintln(w, "send wall s: the whole sending process (xfer: login, MD5 of the file, finding bob, offer, transfer; raw: MD5 when hashing first, relay login, transfer). MB/s = 10^6 bytes/s.")
 	fmt.Fprintln(w, "Prosody peak RSS is its high-water mark since start; CPU s is user+system. The machine is shared: compare the ratios within this run, not absolute numbers across runs.")
+}
+
+func rate(r result) float64 {
+	if r.seconds <= 0 {
+		return 0
+	}
+	return float64(r.bytes) / r.seconds
+}
+
+// short names a baseline row in the "speed vs" column.
+func (r *row) short() string {
+	switch {
+	case r.kind == kindTCP && r.hash == "":
+		return "raw TCP"
+	case r.kind == kindTCP:
+		return "raw TCP+MD5 (hash " + r.hash + ")"
+	case r.kind == kindRelay:
+		return "raw relay (hash " + r.hash + ")"
+	}
+	return r.name()
 }
 
 func secs(s float64) string {
