@@ -5,9 +5,9 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 # Debian packages the tests and the demo run: the XMPP server and the
 # independent peer.
-DEB_PKGS := prosody python3-slixmpp
+DEB_PKGS := prosody python3-slixmpp ejabberd
 
-.PHONY: all build deps test test-short bench fuzz demo vet clean man
+.PHONY: all build deps test test-short bench fuzz demo vet clean man interop
 
 all: build
 
@@ -59,6 +59,11 @@ demo: deps build
 man:
 	rm -rf man
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/xfer gen-man man
+
+# The interoperability matrix: {Prosody, ejabberd} x {S5B direct, S5B proxy,
+# IBB} x {xfer -> xfer, xfer -> slixmpp, slixmpp -> xfer}, printed as a table.
+interop: deps
+	XFER_INTEROP_TABLE=1 $(GO) test -count=1 -timeout 10m -run Matrix -v ./internal/interop/
 
 clean:
 	rm -rf bin

@@ -6,10 +6,12 @@ import (
 
 	"xfer/internal/ibb"
 	"xfer/internal/negotiate"
+	"xfer/internal/oob"
 	"xfer/internal/probe"
 	"xfer/internal/s5b"
 	"xfer/internal/session"
 	"xfer/internal/transfer"
+	"xfer/internal/upload"
 )
 
 // ExitCode is the process status; the values are documented in the README
@@ -52,13 +54,21 @@ func exitCodeFor(err error) ExitCode {
 		return ExitNoProxy
 	case errors.Is(err, transfer.ErrRefused), errors.Is(err, transfer.ErrNoRecipient),
 		errors.Is(err, negotiate.ErrDeclined), errors.Is(err, negotiate.ErrNoValidStreams),
-		errors.Is(err, negotiate.ErrBadProfile), errors.Is(err, negotiate.ErrUnavailable):
+		errors.Is(err, negotiate.ErrBadProfile), errors.Is(err, negotiate.ErrUnavailable),
+		// Out of band: over the upload service's max-file-size (refused
+		// before any upload), no upload service, a file over --max-size.
+		errors.Is(err, upload.ErrTooLarge), errors.Is(err, upload.ErrNoService),
+		errors.Is(err, oob.ErrTooLarge), errors.Is(err, oob.ErrScheme):
 		return ExitRefused
 	case errors.Is(err, transfer.ErrIntegrity), errors.Is(err, transfer.ErrTruncated),
 		errors.Is(err, transfer.ErrTooLong), errors.Is(err, transfer.ErrStalled),
 		errors.Is(err, ibb.ErrClosedByPeer), errors.Is(err, ibb.ErrUnexpectedSeq), errors.Is(err, ibb.ErrBadData),
 		errors.Is(err, ibb.ErrRefused), errors.Is(err, ibb.ErrRejected), errors.Is(err, ibb.ErrSessionEnded),
-		errors.Is(err, s5b.ErrNoStreamhost), errors.Is(err, s5b.ErrProtocol), errors.Is(err, s5b.ErrRefused):
+		errors.Is(err, s5b.ErrNoStreamhost), errors.Is(err, s5b.ErrProtocol), errors.Is(err, s5b.ErrRefused),
+		// Out of band: the URL could not be fetched (by the peer: it
+		// answered item-not-found; or by us), the upload PUT failed.
+		errors.Is(err, transfer.ErrFetch), errors.Is(err, oob.ErrFetch), errors.Is(err, oob.ErrStalled),
+		errors.Is(err, upload.ErrPut):
 		return ExitTransfer
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, session.ErrNoReply), errors.Is(err, ibb.ErrTimeout):
 		return ExitTimeout

@@ -29,7 +29,7 @@ func startServers(t *testing.T) {
 		return
 	}
 	var err error
-	if srv, err = testserver.Start(testserver.Options{DeadProxy: true}); err != nil {
+	if srv, err = testserver.Start(testserver.Options{DeadProxy: true, HTTPUpload: true}); err != nil {
 		t.Fatal(err)
 	}
 	if plain, err = testserver.Start(testserver.Options{Plaintext: true, NoProxy: true}); err != nil {

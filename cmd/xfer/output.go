@@ -68,7 +68,9 @@ func (o *output) event(e transfer.Event) {
 			fmt.Fprintf(o.g.stderr, "xfer: %s: %s\n", e.File, e.Error)
 		}
 	case "offer":
-		if e.Direction == "receive" && !o.g.quiet {
+		if e.Direction == "receive" && !o.g.quiet && e.Method == "oob" {
+			fmt.Fprintf(o.g.stderr, "xfer: %s offers %s\n", e.Peer, e.URL)
+		} else if e.Direction == "receive" && !o.g.quiet {
 			fmt.Fprintf(o.g.stderr, "xfer: %s offers %q (%s)\n", e.Peer, e.File, humanSize(e.Size))
 		}
 	}

@@ -25,6 +25,7 @@ type receiveOptions struct {
 	hostTimeout  time.Duration
 	listPartial  bool
 	rmPartial    bool
+	acceptLinks  bool // fetch jabber:x:oob links in messages from allowed senders
 	exec         string
 	execTimeout  time.Duration
 }
@@ -90,7 +91,8 @@ for the rest only (XEP-0096 range) and checks the MD5 of the whole file.`,
 			r, err := transfer.NewReceiver(ctx, s, transfer.ReceiveOptions{
 				Dir: o.dir, Allow: o.from, AcceptAll: o.acceptAll, Overwrite: o.overwrite,
 				MaxSize: maxSize, StallTimeout: o.stallTimeout, OpenTimeout: o.openTimeout,
-				S5B: transfer.S5BOptions{NoDirect: o.noDirect, HostTimeout: o.hostTimeout},
+				S5B:         transfer.S5BOptions{NoDirect: o.noDirect, HostTimeout: o.hostTimeout},
+				AcceptLinks: o.acceptLinks,
 			}, out.observer())
 			if err != nil {
 				return err
@@ -136,6 +138,7 @@ for the rest only (XEP-0096 range) and checks the MD5 of the whole file.`,
 	f.StringVar(&o.maxSize, "max-size", "", "refuse files larger than this (e.g. 2GiB)")
 	f.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail a transfer when no data arrives for this long")
 	f.DurationVar(&o.openTimeout, "open-timeout", 2*time.Minute, "how long to wait for the bytestream after accepting")
+	f.BoolVar(&o.acceptLinks, "accept-links", false, "also download the http(s) links (XEP-0066 jabber:x:oob, as HTTP File Upload shares files) that allowed senders send in messages")
 	f.BoolVar(&o.noDirect, "no-direct", false, "never connect to the sender directly: only through proxies")
 	f.StringVar(&o.exec, "exec", "", "run this command (with sh -c) for each verified file; the file is described in XFER_PATH, XFER_NAME, XFER_FROM, XFER_SIZE, XFER_MD5, XFER_METHOD")
 	f.DurationVar(&o.execTimeout, "exec-timeout", 10*time.Minute, "stop an --exec command after this long")

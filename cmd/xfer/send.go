@@ -28,6 +28,8 @@ type sendOptions struct {
 	hostTimeout   time.Duration
 	noResume      bool
 	parallel      int
+	url           string // --method oob: offer this URL instead of serving the file
+	listen        string // --method oob: where our HTTP server listens
 }
 
 func newSendCmd(g *globalOptions) *cobra.Command {
@@ -69,9 +71,15 @@ the first online resource that accepts file transfers is chosen.`,
 				return usageError{errors.New("--name applies to a single FILE")}
 			}
 			switch o.method {
-			case "auto", "ibb", "s5b":
+			case "auto", "ibb", "s5b", "oob", "upload":
 			default:
-				return usageError{fmt.Errorf("--method %q: want auto, s5b or ibb", o.method)}
+				return usageError{fmt.Errorf("--method %q: want auto, s5b, ibb, oob or upload", o.method)}
+			}
+			if err := o.checkOOB(cmd); err != nil {
+				return err
+			}
+			if o.url != "" && len(files) > 1 {
+				return usageError{errors.New("--url applies to a single FILE")}
 			}
 			ctx := cmd.Context()
 			s, host, err := g.connect(ctx)
@@ -79,7 +87,7 @@ the first online resource that accepts file transfers is chosen.`,
 				return err
 			}
 			defer s.Close()
-			full, err := transfer.ResolveRecipient(ctx, s, to, o.waitOnline)
+			full, err := o.recipient(ctx, s, to)
 			if err != nil {
 				return err
 			}
@@ -88,6 +96,7 @@ the first online resource that accepts file transfers is chosen.`,
 			sd := &transfer.Sender{S: s, Obs: out.observer(), Opts: transfer.SendOptions{
 				Method: o.method, Name: o.name, Desc: o.desc, NoResume: o.noResume,
 				AcceptTimeout: o.acceptTimeout, StallTimeout: o.stallTimeout,
+				OOB: transfer.OOBOptions{URL: o.url, Listen: o.listen},
 			}}
 			sd.Opts.IBB.BlockSize, sd.Opts.IBB.Window = o.ibbBlockSize, o.ibbWindow
 			sd.Opts.S5B = transfer.S5BOptions{
@@ -140,7 +149,9 @@ the first online resource that accepts file transfers is chosen.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.method, "method", "auto", "bytestream: auto (SOCKS5, falling back to in-band), s5b or ibb")
+	f.StringVar(&o.method, "method", "auto", "auto (SI with SOCKS5, falling back to in-band; HTTP upload for a contact without SI), s5b, ibb, oob (the contact fetches it from this machine over HTTP) or upload (HTTP File Upload to your server, then a link)")
+	f.StringVar(&o.url, "url", "", "with --method oob: offer this http(s) URL instead of serving the file")
+	f.StringVar(&o.listen, "listen", "", "with --method oob: HOST:PORT for the HTTP server (default: a free port, on 127.0.0.1 when the XMPP server is on loopback)")
 	f.StringVar(&o.name, "name", "", "offer the file under this name")
 	f.StringVar(&o.desc, "desc", "", "a description shown to the receiver")
 	f.DurationVar(&o.acceptTimeout, "accept-timeout", 5*time.Minute, "how long to wait for the contact to accept")

@@ -5,6 +5,9 @@
 //
 // A test package starts one server in TestMain and shares it; Stop ends the
 // process it started, by its PID, and removes the directory.
+//
+// StartEjabberd starts Debian's ejabberd instead, with the same Server
+// methods, for the interoperability matrix (see ejabberd.go).
 package testserver
 
 import (
@@ -48,7 +51,14 @@ type Options struct {
 	// default, which stalls in-band transfers on delayed ACKs; the
 	// benchmark measures both.
 	NoNagle bool
+	// HTTPUpload adds XEP-0363 HTTP File Upload: the http_file_share
+	// component upload.localhost, served over plain HTTP on a free
+	// 127.0.0.1 port, files up to UploadSizeLimit bytes.
+	HTTPUpload bool
 }
+
+// UploadSizeLimit is the upload service's max-file-size with HTTPUpload.
+const UploadSizeLimit = 4 << 20
 
 // Server is a running private Prosody.
 type Server struct {
@@ -57,9 +67,12 @@ type Server struct {
 	ProxyJID  string // "proxy.localhost", or "" with NoProxy
 	ProxyAddr string // the proxy's SOCKS5 host:port
 	DeadProxy string // "deadproxy.localhost" with DeadProxy
+	UploadJID string // "upload.localhost" with HTTPUpload
+	HTTPAddr  string // the upload service's HTTP host:port with HTTPUpload
 	CAFile    string // PEM certificate to trust (the server's self-signed one); "" when Plaintext
 	Dir       string
 
+	ej      *ejabberd // nil for Prosody; see StartEjabberd
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	logFile string
@@ -91,8 +104,11 @@ interfaces = { "127.0.0.1" }
 c2s_ports = { {{.C2SPort}} }
 s2s_ports = { }
 component_ports = { }
-http_ports = { }
-https_ports = { }
+http_ports = { {{if .HTTPUpload}}{{.HTTPPort}}{{end}} }
+{{if .HTTPUpload}}http_interfaces = { "127.0.0.1" }
+http_default_host = "upload.localhost"
+http_external_url = "http://127.0.0.1:{{.HTTPPort}}/"
+{{end}}https_ports = { }
 c2s_direct_tls_ports = { }
 c2s_require_encryption = {{if .Plaintext}}false{{else}}true{{end}}
 allow_unencrypted_plain_auth = {{if .Plaintext}}true{{else}}false{{end}}
@@ -109,6 +125,9 @@ Component "proxy.localhost" "proxy65"
 Component "deadproxy.localhost" "proxy65"
 	-- loopback, but nothing listens there: the dead-proxy case.
 	proxy65_address = "127.0.0.2"
+{{end}}{{if .HTTPUpload}}
+Component "upload.localhost" "http_file_share"
+	http_file_share_size_limit = {{.UploadSizeLimit}}
 {{end}}`
 
 // Start starts a server; accounts are added with Register.
@@ -154,10 +173,19 @@ func Start(opts Options) (*Server, error) {
 	if opts.DeadProxy {
 		s.DeadProxy = "deadproxy.localhost"
 	}
+	httpPort := 0
+	if opts.HTTPUpload {
+		if httpPort, err = freePort(); err != nil {
+			return nil, err
+		}
+		s.UploadJID = "upload.localhost"
+		s.HTTPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))
+	}
 	var cfg bytes.Buffer
 	err = template.Must(template.New("cfg").Parse(configTemplate)).Execute(&cfg, map[string]any{
 		"Dir": dir, "C2SPort": c2s, "ProxyPort": proxy,
 		"Plaintext": opts.Plaintext, "DeadProxy": opts.DeadProxy, "NoProxy": opts.NoProxy, "NoNagle": opts.NoNagle,
+		"HTTPUpload": opts.HTTPUpload, "HTTPPort": httpPort, "UploadSizeLimit": UploadSizeLimit,
 	})
 	if err != nil {
 		return nil, err
@@ -172,20 +200,40 @@ func Start(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// ConfigFile is the path of the generated prosody.cfg.lua.
-func (s *Server) ConfigFile() string { return filepath.Join(s.Dir, "prosody.cfg.lua") }
+// ConfigFile is the path of the generated prosody.cfg.lua (ejabberd.yml
+// for ejabberd).
+func (s *Server) ConfigFile() string {
+	if s.ej != nil {
+		return filepath.Join(s.Dir, "ejabberd.yml")
+	}
+	return filepath.Join(s.Dir, "prosody.cfg.lua")
+}
+
+// name is the server software, for messages.
+func (s *Server) name() string {
+	if s.ej != nil {
+		return "ejabberd"
+	}
+	return "prosody"
+}
 
 func (s *Server) startProcess() error {
 	cmd := exec.Command("prosody", "--config", s.ConfigFile())
+	if s.ej != nil {
+		cmd = s.ej.command()
+	}
 	out, err := os.OpenFile(filepath.Join(s.Dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if s.ej != nil {
+		cmd.SysProcAttr.Credential = s.ej.cred
+	}
 	if err := cmd.Start(); err != nil {
 		out.Close()
-		return fmt.Errorf("testserver: start prosody: %w", err)
+		return fmt.Errorf("testserver: start %s: %w", s.name(), err)
 	}
 	exited := make(chan struct{})
 	s.cmd, s.exited = cmd, exited
@@ -194,6 +242,9 @@ func (s *Server) startProcess() error {
 	addrs := []string{s.Addr}
 	if s.ProxyAddr != "" {
 		addrs = append(addrs, s.ProxyAddr)
+	}
+	if s.HTTPAddr != "" {
+		addrs = append(addrs, s.HTTPAddr)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for _, a := range addrs {
@@ -205,11 +256,11 @@ func (s *Server) startProcess() error {
 			}
 			select {
 			case <-exited:
-				return fmt.Errorf("testserver: prosody exited at start-up:\n%s", s.Log())
+				return fmt.Errorf("testserver: %s exited at start-up:\n%s", s.name(), s.Log())
 			default:
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("testserver: prosody did not listen on %s within 20s:\n%s", a, s.Log())
+				return fmt.Errorf("testserver: %s did not listen on %s within 20s:\n%s", s.name(), a, s.Log())
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -219,6 +270,9 @@ func (s *Server) startProcess() error {
 
 // Register creates an account (user is the local part).
 func (s *Server) Register(user, password string) error {
+	if s.ej != nil {
+		return s.ej.register(s.Domain, user, password)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "prosodyctl", "--config", s.ConfigFile(), "register", user, s.Domain, password).CombinedOutput()
@@ -231,8 +285,11 @@ func (s *Server) Register(user, password string) error {
 // Befriend gives two accounts a mutual presence subscription, as if each
 // had added the other to its roster, so that each sees the other's
 // resources. It writes Prosody's roster store directly; the server reads it
-// at the next login.
+// at the next login. On ejabberd it runs ejabberdctl add_rosteritem.
 func (s *Server) Befriend(a, b string) error {
+	if s.ej != nil {
+		return s.ej.befriend(s.Domain, a, b)
+	}
 	for _, pair := range [][2]string{{a, b}, {b, a}} {
 		dir := filepath.Join(s.Dir, "data", "localhost", "roster")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -283,6 +340,10 @@ func (s *Server) kill() {
 	case <-s.exited:
 		return
 	default:
+	}
+	if s.ej != nil {
+		s.ej.kill(s.cmd, s.exited)
+		return
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {

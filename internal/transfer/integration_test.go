@@ -27,7 +27,7 @@ var srv *testserver.Server
 
 func TestMain(m *testing.M) {
 	var err error
-	if srv, err = testserver.Start(testserver.Options{DeadProxy: true}); err != nil {
+	if srv, err = testserver.Start(testserver.Options{DeadProxy: true, HTTPUpload: true}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

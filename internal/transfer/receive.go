@@ -16,6 +16,7 @@ import (
 	"xfer/internal/disco"
 	"xfer/internal/ibb"
 	"xfer/internal/negotiate"
+	"xfer/internal/oob"
 	"xfer/internal/s5b"
 	"xfer/internal/session"
 )
@@ -33,6 +34,11 @@ type ReceiveOptions struct {
 	StallTimeout time.Duration
 	IBB          ibb.Options
 	S5B          S5BOptions
+	// Out-of-band (oob.go): AcceptLinks also fetches jabber:x:oob links
+	// in messages from allowed senders; FetchTimeout bounds one download
+	// (default DefaultFetchTimeout).
+	AcceptLinks  bool
+	FetchTimeout time.Duration
 }
 
 // Receiver accepts offers on a session and stores the files.
@@ -62,7 +68,7 @@ type outcome struct {
 const DefaultMaxPerPeer = 32
 
 // Features are what a receiver advertises in disco#info.
-var Features = []string{disco.NSInfo, negotiate.NS, negotiate.NSFileTransfer, MethodS5B, MethodIBB}
+var Features = []string{disco.NSInfo, negotiate.NS, negotiate.NSFileTransfer, MethodS5B, MethodIBB, oob.NSIQ}
 
 // NewReceiver registers the receiver's handlers on the session: disco#info,
 // SI offers and in-band bytestreams. Offers are handled until ctx ends.
@@ -82,6 +88,10 @@ func NewReceiver(ctx context.Context, s Session, opts ReceiveOptions, obs *Obser
 		results:    make(chan outcome, 16),
 	}
 	r.ibb = ibb.NewManager(s, opts.IBB)
+	// Out-of-band handlers (oob.go), before disco announces us.
+	if err := r.registerOOB(); err != nil {
+		return nil, err
+	}
 	s.Handle(session.TypeGet, disco.NSInfo, disco.Handler(&disco.Info{
 		Identities: []disco.Identity{{Category: "client", Type: "pc", Name: "xfer"}},
 		Features:   Features,
@@ -241,7 +251,7 @@ func (r *Receiver) store(f *os.File, part, name, from string, o *negotiate.Offer
 			}
 		}
 	}()
-	conn, err := r.awaitStream(o.SID, from, s5bCh, ibbOffered, res)
+	conn, err := r.awaitStream(o.SID, from, o.File.Size-offset, s5bCh, ibbOffered, res)
 	if err != nil {
 		return res, fmt.Errorf("transfer: %s accepted but no bytestream came from %s: %w", name, from, err)
 	}
@@ -296,7 +306,7 @@ func (r *Receiver) store(f *os.File, part, name, from string, o *negotiate.Offer
 // awaitStream waits for the accepted offer's bytestream: the S5B
 // connection, or an IBB open on the same sid (offered, or as the fallback
 // after S5B failed).
-func (r *Receiver) awaitStream(sid, from string, s5bCh chan s5bResult, ibbOffered bool, res *Result) (net.Conn, error) {
+func (r *Receiver) awaitStream(sid, from string, size int64, s5bCh chan s5bResult, ibbOffered bool, res *Result) (net.Conn, error) {
 	octx, cancel := context.WithTimeout(r.ctx, orDefault(r.opts.OpenTimeout, 2*time.Minute))
 	defer cancel()
 	var ibbCh chan ibbResult
@@ -325,7 +335,7 @@ func (r *Receiver) awaitStream(sid, from string, s5bCh chan s5bResult, ibbOffere
 				// and fall back to IBB on this sid: keep expecting IBB until
 				// the first byte, or the end, comes over SOCKS5.
 				var ir *ibbResult
-				conn, ir = firstOf(sr.conn, ibbCh, octx)
+				conn, ir = firstOf(octx, sr.conn, ibbCh, size > 0)
 				if ir != nil {
 					if ir.err == nil {
 						res.Method, res.Fallback = "ibb", "the sender fell back to in-band after connecting over SOCKS5"
@@ -377,8 +387,9 @@ type ibbResult struct {
 // firstOf waits for the first read on a SOCKS5 bytestream or for an IBB
 // open, whichever comes first. With data or the end of the stream first,
 // it returns the SOCKS5 stream (what was read put back in front); with IBB
-// first, it closes the SOCKS5 stream and returns the IBB result.
-func firstOf(s5bConn net.Conn, ibbCh chan ibbResult, ctx context.Context) (net.Conn, *ibbResult) {
+// first, it closes the SOCKS5 stream and returns the IBB result. When bytes
+// are due, a SOCKS5 stream that ends before its first byte counts as failed.
+func firstOf(ctx context.Context, s5bConn net.Conn, ibbCh chan ibbResult, wantBytes bool) (net.Conn, *ibbResult) {
 	got := make(chan readAhead, 1)
 	go func() {
 		b := make([]byte, 1)
@@ -387,6 +398,18 @@ func firstOf(s5bConn net.Conn, ibbCh chan ibbResult, ctx context.Context) (net.C
 	}()
 	select {
 	case f := <-got:
+		if len(f.b) == 0 && wantBytes {
+			// The SOCKS5 stream ended before its first byte: the sender
+			// failed on its side (the proxy tears the pair down when the
+			// requester gives up) and is falling back to IBB.
+			s5bConn.Close()
+			select {
+			case ir := <-ibbCh:
+				return nil, &ir
+			case <-ctx.Done():
+				return nil, &ibbResult{err: ctx.Err()}
+			}
+		}
 		return &prefixConn{Conn: s5bConn, prefix: f.b, err: f.err}, nil
 	case ir := <-ibbCh:
 		if ir.err != nil {

@@ -20,11 +20,12 @@ import (
 	"xfer/internal/negotiate"
 	"xfer/internal/s5b"
 	"xfer/internal/session"
+	"xfer/internal/upload"
 )
 
 // SendOptions shape how files are offered and sent.
 type SendOptions struct {
-	Method        string        // "auto", "ibb" or "s5b"
+	Method        string        // "auto", "ibb", "s5b", "oob" or "upload"
 	Name          string        // send under this name instead of the file's own
 	Desc          string        // description shown to the receiver
 	NoResume      bool          // offer no <range/>: the receiver starts over
@@ -32,6 +33,7 @@ type SendOptions struct {
 	StallTimeout  time.Duration // no progress for this long fails the transfer
 	IBB           ibb.Options
 	S5B           S5BOptions
+	OOB           OOBOptions // Method "oob" (oob.go)
 }
 
 // DefaultIBBBlockSize is the in-band block size offered first. XEP-0047
@@ -50,6 +52,10 @@ type Sender struct {
 	proxyOnce sync.Once // proxies are discovered once per Sender
 	proxies   []s5b.Streamhost
 	proxyErr  error
+
+	uploadOnce sync.Once // the upload service is discovered once (upload.go)
+	uploadSvc  *upload.Service
+	uploadErr  error
 }
 
 // methods lists the stream methods to offer, best first.
@@ -62,7 +68,7 @@ func (o *SendOptions) methods() ([]string, error) {
 	case "s5b":
 		return []string{MethodS5B}, nil
 	}
-	return nil, fmt.Errorf("transfer: unknown method %q (want auto, s5b or ibb)", o.Method)
+	return nil, fmt.Errorf("transfer: unknown method %q (want auto, s5b, ibb, oob or upload)", o.Method)
 }
 
 // Result describes a finished transfer.
@@ -80,10 +86,22 @@ type Result struct {
 	Renamed bool
 	// Fallback says why the transfer fell back from S5B to IBB, if it did.
 	Fallback string
+	URL      string // oob and upload: the URL the file was offered at
 }
 
 // Send offers the file at path to the full JID to and sends it.
 func (sd *Sender) Send(ctx context.Context, to, path string) (*Result, error) {
+	// Out-of-band methods (oob.go, upload.go).
+	switch sd.Opts.Method {
+	case "oob":
+		return sd.sendOOB(ctx, to, path)
+	case "upload":
+		return sd.sendUpload(ctx, to, path, "")
+	case "", "auto":
+		if why := sd.autoUpload(ctx, to); why != "" {
+			return sd.sendUpload(ctx, to, path, why)
+		}
+	}
 	methods, err := sd.Opts.methods()
 	if err != nil {
 		return nil, err
@@ -313,7 +331,16 @@ func ResolveRecipient(ctx context.Context, s Session, jid string, wait time.Dura
 // presenceGrace is how long a bare JID waits at least for presence.
 const presenceGrace = 3 * time.Second
 
+// discoAttemptTimeout bounds one disco#info query of ResolveRecipient.
+const discoAttemptTimeout = 5 * time.Second
+
 func acceptsFiles(ctx context.Context, s Session, jid string) bool {
+	// Each query is bounded on its own so that one lost query (an IQ that
+	// reaches a client while its XMPP library is still setting up the
+	// session can go unanswered) is asked again instead of using up the
+	// whole wait.
+	ctx, cancel := context.WithTimeout(ctx, discoAttemptTimeout)
+	defer cancel()
 	info, err := disco.GetInfo(ctx, s, jid)
 	return err == nil && info.HasFeature(negotiate.NS) && info.HasFeature(negotiate.NSFileTransfer)
 }

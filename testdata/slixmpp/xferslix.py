@@ -1,10 +1,11 @@
 """Shared set-up for xfer's slixmpp interoperability drivers.
 
-The drivers (si_send.py, si_receive.py) are run by xfer's Go test package
-internal/interop with Debian's /usr/bin/python3 and python3-slixmpp 1.8.3, an
-independent XEP-0095/0096 + XEP-0047 implementation.  They talk only to the
-private Prosody the tests start on a loopback port and trust only its
-self-signed certificate.
+The drivers (si_send.py, si_receive.py over IBB; s5b_send.py, s5b_receive.py
+over SOCKS5 bytestreams) are run by xfer's Go test package internal/interop
+with Debian's /usr/bin/python3 and python3-slixmpp 1.8.3, an independent
+XEP-0095/0096 + XEP-0047 + XEP-0065 implementation.  They talk only to the
+private Prosody or ejabberd the tests start on a loopback port and trust
+only its self-signed certificate.
 
 Every driver prints JSON objects on stdout, one per line, and exits non-zero
 on failure.  The password comes from the environment (SLIX_PASSWORD), never
@@ -34,10 +35,30 @@ slixmpp 1.8.3 quirks (checked against this version):
    slixmpp receiver accepts only a first open of at most 8192.
    fix_ibb_preauth keeps it until an open is accepted; si_receive.py
    applies it only with --ibb-retry-fix, so that the tests see both.
+
+4. xep_0095 prefers IBB: it picks the first of its own methods in its order
+   (IBB 50, SOCKS5 100) that the offer lists, so a slixmpp receiver offered
+   both takes IBB.  xfer's sender must offer SOCKS5 alone (--method s5b)
+   for slixmpp to receive over SOCKS5.
+
+5. xep_0065 as a requester (handshake) offers only the proxies it
+   discovered on its server: slixmpp has no SOCKS5 server of its own, so it
+   never offers a direct streamhost, and with no proxy it cannot send over
+   SOCKS5 at all.
+
+6. xep_0065 as a target connects to every offered streamhost at once, uses
+   the first one in the offer's order whose SOCKS5 handshake succeeded, and
+   leaves the other connections open.  Its Socks5Protocol reports data and
+   closing through global events ('socks5_data', 'socks5_closed') that do
+   not say which connection; s5b_receive.py uses the connection xep_0065
+   keeps for the sid to tell the stream's end from a spare connection's.
+   Socks5Protocol has no close(): xep_0065.deactivate would raise, so the
+   sender closes the transport itself.
 """
 
 import argparse
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -48,7 +69,17 @@ from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
 
 IBB = 'http://jabber.org/protocol/ibb'
+SOCKS5 = 'http://jabber.org/protocol/bytestreams'
 FILE_TRANSFER = 'http://jabber.org/protocol/si/profile/file-transfer'
+
+
+def md5_of(path):
+    """Lower-case hex MD5 of the file at path."""
+    h = hashlib.md5()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 16), b''):
+            h.update(block)
+    return h.hexdigest()
 
 
 def emit(**fields):
