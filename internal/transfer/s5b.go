@@ -102,7 +102,7 @@ func (sd *Sender) s5bConnect(ctx context.Context, to, sid string) (net.Conn, str
 			conn.Close()
 			return nil, "", fmt.Errorf("activating the bytestream on proxy %s: %w", used, err)
 		}
-		return conn, "proxy " + used, nil
+		return conn, "proxy " + session.Bare(used), nil // ejabberd adds a node resource
 	}
 	return nil, "", fmt.Errorf("%w: %s used %s", s5b.ErrUnexpectedStreamhost, to, used)
 }
