@@ -12,6 +12,7 @@ import (
 
 	"xfer/internal/hook"
 	"xfer/internal/transfer"
+	"xfer/internal/units"
 )
 
 // output turns transfer events into what the user sees: a progress bar per
@@ -61,7 +62,7 @@ func (o *output) event(e transfer.Event) {
 		fmt.Fprintf(o.g.stderr, "xfer: refused %q from %s: %s\n", e.File, e.Peer, e.Error)
 	case "accepted":
 		if e.Offset > 0 && !o.g.quiet {
-			fmt.Fprintf(o.g.stderr, "xfer: %s: resumed at %d bytes (%s of %s already there)\n", e.File, e.Offset, humanSize(e.Offset), humanSize(e.Size))
+			fmt.Fprintf(o.g.stderr, "xfer: %s: resumed at %d bytes (%s of %s already there)\n", e.File, e.Offset, units.Human(e.Offset), units.Human(e.Size))
 		}
 	case "fallback":
 		if !o.g.quiet {
@@ -71,7 +72,7 @@ func (o *output) event(e transfer.Event) {
 		if e.Direction == "receive" && !o.g.quiet && e.Method == "oob" {
 			fmt.Fprintf(o.g.stderr, "xfer: %s offers %s\n", e.Peer, e.URL)
 		} else if e.Direction == "receive" && !o.g.quiet {
-			fmt.Fprintf(o.g.stderr, "xfer: %s offers %q (%s)\n", e.Peer, e.File, humanSize(e.Size))
+			fmt.Fprintf(o.g.stderr, "xfer: %s offers %q (%s)\n", e.Peer, e.File, units.Human(e.Size))
 		}
 	}
 }
@@ -86,7 +87,7 @@ func (o *output) sent(r *transfer.Result) {
 	if o.g.json {
 		return // the done event said it
 	}
-	fmt.Fprintf(o.g.stdout, "sent\t%s\t%s\t%s\t%s\tto %s\n", r.Name, humanSize(r.Size), rateOf(r.Size-r.Offset, r.Elapsed), method(r), r.Peer)
+	fmt.Fprintf(o.g.stdout, "sent\t%s\t%s\t%s\t%s\tto %s\n", r.Name, units.Human(r.Size), rateOf(r.Size-r.Offset, r.Elapsed), method(r), r.Peer)
 }
 
 func (o *output) received(r *transfer.Result) {
@@ -97,7 +98,7 @@ func (o *output) received(r *transfer.Result) {
 	if r.Renamed {
 		note = " (renamed: the name was taken)"
 	}
-	fmt.Fprintf(o.g.stdout, "received\t%s\t%s\t%s\t%s\t%s%s\n", r.Name, humanSize(r.Size), rateOf(r.Size-r.Offset, r.Elapsed), method(r), r.Path, note)
+	fmt.Fprintf(o.g.stdout, "received\t%s\t%s\t%s\t%s\t%s%s\n", r.Name, units.Human(r.Size), rateOf(r.Size-r.Offset, r.Elapsed), method(r), r.Path, note)
 }
 
 // method names the bytestream for the summary: "ibb", "s5b direct",
@@ -124,7 +125,7 @@ func rateOf(n int64, d time.Duration) string {
 	if d <= 0 {
 		return "-"
 	}
-	return humanSize(int64(float64(n)/d.Seconds())) + "/s"
+	return units.Human(int64(float64(n)/d.Seconds())) + "/s"
 }
 
 func (o *output) barMeter(name string, size, offset int64) transfer.Meter {

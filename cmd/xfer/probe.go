@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"xfer/internal/probe"
+	"xfer/internal/units"
 )
 
 type probeOptions struct {
@@ -34,7 +35,7 @@ Exit status 0 when at least one proxy passed, 8 when none did.`,
   xfer probe-proxy --jid alice@localhost --server 127.0.0.1:5222 --tls-ca server.pem --payload 1MiB`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			size, err := parseSize(o.payload)
+			size, err := units.ParseSize(o.payload)
 			if err != nil {
 				return usageError{fmt.Errorf("--payload: %w", err)}
 			}

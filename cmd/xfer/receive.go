@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"xfer/internal/transfer"
+	"xfer/internal/units"
 )
 
 type receiveOptions struct {
@@ -73,7 +74,7 @@ for the rest only (XEP-0096 range) and checks the MD5 of the whole file.`,
 			maxSize := int64(0)
 			if o.maxSize != "" {
 				var err error
-				if maxSize, err = parseSize(o.maxSize); err != nil {
+				if maxSize, err = units.ParseSize(o.maxSize); err != nil {
 					return usageError{fmt.Errorf("--max-size: %w", err)}
 				}
 			}
@@ -174,7 +175,7 @@ func partials(g *globalOptions, dir string, remove bool) error {
 		if remove {
 			verb = "removed"
 		}
-		fmt.Fprintf(g.stdout, "%s\t%s\t%s of %s\tfrom %s\t%s\n", verb, p.Name, humanSize(p.Have), humanSize(p.Size), p.From, p.Modified.Format("2006-01-02 15:04"))
+		fmt.Fprintf(g.stdout, "%s\t%s\t%s of %s\tfrom %s\t%s\n", verb, p.Name, units.Human(p.Have), units.Human(p.Size), p.From, p.Modified.Format("2006-01-02 15:04"))
 	}
 	return nil
 }

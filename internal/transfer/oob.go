@@ -160,24 +160,9 @@ func (r *Receiver) fetch(hctx context.Context, from, rawURL, sid, via string) (*
 	if err != nil {
 		name = "download"
 	}
-	part := partName(r.opts.Dir, name)
-	peer := strings.ToLower(session.Bare(from))
-	maxPeer := r.opts.MaxPerPeer
-	if maxPeer <= 0 {
-		maxPeer = DefaultMaxPerPeer
-	}
-	r.mu.Lock()
-	busy, crowded := r.active[part], r.perPeer[peer] >= maxPeer
-	if !busy && !crowded {
-		r.active[part] = true
-		r.perPeer[peer]++
-	}
-	r.mu.Unlock()
-	if crowded {
-		return refuse(session.CondResourceConstraint, "too many transfers in progress", fmt.Sprintf("%s already has %d transfers in progress", peer, maxPeer))
-	}
-	if busy {
-		return refuse(session.CondResourceConstraint, "a file of that name is already arriving", "a file named "+name+" is already arriving")
+	part, peer := partName(r.opts.Dir, name), strings.ToLower(session.Bare(from))
+	if se, why := r.admit(part, peer, name); se != nil {
+		return refuse(se.Condition, se.Text, why)
 	}
 	defer r.release(part, peer)
 

@@ -161,24 +161,9 @@ func (r *Receiver) decide(_ context.Context, from string, o *negotiate.Offer) (*
 	if err != nil {
 		return refuse(session.NewError(session.CondBadRequest, "unusable file name"), err.Error())
 	}
-	part := partName(r.opts.Dir, name)
-	peer := strings.ToLower(session.Bare(from))
-	maxPeer := r.opts.MaxPerPeer
-	if maxPeer <= 0 {
-		maxPeer = DefaultMaxPerPeer
-	}
-	r.mu.Lock()
-	busy, crowded := r.active[part], r.perPeer[peer] >= maxPeer
-	if !busy && !crowded {
-		r.active[part] = true
-		r.perPeer[peer]++
-	}
-	r.mu.Unlock()
-	if crowded {
-		return refuse(session.NewError(session.CondResourceConstraint, "too many transfers in progress"), fmt.Sprintf("%s already has %d transfers in progress", peer, maxPeer))
-	}
-	if busy {
-		return refuse(session.NewError(session.CondResourceConstraint, "a file of that name is already arriving"), "a file named "+name+" is already arriving")
+	part, peer := partName(r.opts.Dir, name), strings.ToLower(session.Bare(from))
+	if se, why := r.admit(part, peer, name); se != nil {
+		return refuse(se, why)
 	}
 	if r.opts.MinFree >= 0 {
 		if free, ok := freeSpace(r.opts.Dir); ok && uint64(o.File.Size)+uint64(r.opts.MinFree) > free {
@@ -225,6 +210,26 @@ func (r *Receiver) decide(_ context.Context, from string, o *negotiate.Offer) (*
 		}
 	}()
 	return &negotiate.Accept{Method: method, Offset: offset}, nil
+}
+
+// admit reserves the part file and a place among the sender's transfers
+// in progress, or says why not; release gives them back.
+func (r *Receiver) admit(part, peer, name string) (*session.StanzaError, string) {
+	maxPeer := r.opts.MaxPerPeer
+	if maxPeer <= 0 {
+		maxPeer = DefaultMaxPerPeer
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.perPeer[peer] >= maxPeer:
+		return session.NewError(session.CondResourceConstraint, "too many transfers in progress"), fmt.Sprintf("%s already has %d transfers in progress", peer, maxPeer)
+	case r.active[part]:
+		return session.NewError(session.CondResourceConstraint, "a file of that name is already arriving"), "a file named " + name + " is already arriving"
+	}
+	r.active[part] = true
+	r.perPeer[peer]++
+	return nil, ""
 }
 
 func (r *Receiver) release(part, peer string) {

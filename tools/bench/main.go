@@ -79,6 +79,7 @@ import (
 	"xfer/internal/s5b"
 	"xfer/internal/session"
 	"xfer/internal/testserver"
+	"xfer/internal/units"
 )
 
 // roleEnv selects a child role when this program re-executes itself.
@@ -133,7 +134,7 @@ func main() {
 	flag.Parse()
 	sizes := map[string]int64{}
 	for name, v := range map[string]string{"size": *sizeFlag, "ibb-size": *ibbSizeFlag, "rss-size": *rssSizeFlag} {
-		n, err := parseSize(v)
+		n, err := units.ParseSize(v)
 		if err != nil || n <= 0 {
 			fmt.Fprintf(os.Stderr, "bench: -%s %q: not a positive size\n", name, v)
 			os.Exit(2)
@@ -1097,27 +1098,6 @@ func machine() string {
 		}
 	}
 	return strings.Join(parts, ", ")
-}
-
-// parseSize reads sizes like "64MiB", "512KiB", "1GB", "100".
-func parseSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"kB", 1e3}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}}
-	mult := int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > (1<<40)/mult {
-		return 0, fmt.Errorf("%q is not a size", s)
-	}
-	return n * mult, nil
 }
 
 func human(n int64) string {

@@ -1,4 +1,6 @@
-package main
+// Package units reads and prints byte sizes the way xfer's flags and
+// output use them: "8MiB", "512KiB", "1GB", "100" in, "64.0 MiB" out.
+package units
 
 import (
 	"errors"
@@ -7,8 +9,8 @@ import (
 	"strings"
 )
 
-// parseSize reads sizes like "8MiB", "512KiB", "1GB", "100".
-func parseSize(s string) (int64, error) {
+// ParseSize reads sizes like "8MiB", "512KiB", "1GB", "100".
+func ParseSize(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	units := []struct {
 		suffix string
@@ -31,8 +33,8 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-// humanSize prints bytes in binary units.
-func humanSize(n int64) string {
+// Human prints bytes in binary units.
+func Human(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)
