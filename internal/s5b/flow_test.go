@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -324,4 +325,22 @@ func (p *fakeProxy) activate(dst string) error {
 		target.(*net.TCPConn).CloseWrite()
 	}()
 	return nil
+}
+
+// Peers echo JIDs in other cases (an upper-case domain, as some servers
+// and clients write it): the streamhost-used answer still names the host
+// we offered.
+func TestRequestAcceptsJIDInOtherCase(t *testing.T) {
+	requester, target := sessionPair(t, "alice@example.org/a", "bob@example.org/b")
+	hosts := []Streamhost{{JID: "Proxy.Example.ORG", Host: "127.0.0.1", Port: 7777}}
+	Handle(target, func(ctx context.Context, from string, q *Query) ([]byte, error) {
+		return MarshalUsed(q.SID, strings.ToUpper(q.Streamhosts[0].JID)), nil
+	})
+	used, err := Request(context.Background(), requester, target.JID(), "sid1", hosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.EqualFold(used, "proxy.example.org") {
+		t.Fatalf("used %q", used)
+	}
 }
