@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -292,21 +291,9 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// writeRandom writes size random bytes to dir/name and returns the path and
-// its MD5.
 func writeRandom(t *testing.T, dir, name string, size int64) (string, string) {
 	t.Helper()
-	p := filepath.Join(dir, name)
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := md5.New()
-	if _, err := io.CopyN(io.MultiWriter(f, h), rand.Reader, size); err != nil {
-		t.Fatal(err)
-	}
-	return p, hex.EncodeToString(h.Sum(nil))
+	return testserver.WriteRandom(t, dir, name, size)
 }
 
 // sameFile fails unless the files at got and want hold the same bytes.

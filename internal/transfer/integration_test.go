@@ -3,13 +3,8 @@ package transfer
 import (
 	"bytes"
 	"context"
-	"crypto/md5"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,47 +46,17 @@ func TestMain(m *testing.M) {
 
 func login(t testing.TB, user, resource string) *session.Session {
 	t.Helper()
-	pem, err := os.ReadFile(srv.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	s, err := session.Dial(context.Background(), session.Config{
-		JID: user + "@localhost/" + resource, Password: user + "-pw", Server: srv.Addr, RootCAs: pool, Timeout: 10 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return srv.Login(t, user+"@localhost/"+resource, user+"-pw")
 }
 
 func writeRandom(t testing.TB, dir, name string, size int64) (string, string) {
 	t.Helper()
-	p := filepath.Join(dir, name)
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := md5.New()
-	if _, err := io.CopyN(io.MultiWriter(f, h), rand.Reader, size); err != nil {
-		t.Fatal(err)
-	}
-	return p, hex.EncodeToString(h.Sum(nil))
+	return testserver.WriteRandom(t, dir, name, size)
 }
 
 func md5Of(t testing.TB, p string) string {
 	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := md5.New()
-	io.Copy(h, f)
-	return hex.EncodeToString(h.Sum(nil))
+	return testserver.MD5File(t, p)
 }
 
 // receiver logs bob in with a receiver into a fresh directory.

@@ -1,0 +1,87 @@
+package testserver
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"xfer/internal/session"
+)
+
+// RootCAs returns a pool that trusts the server's certificate, or nil
+// when it serves plaintext.
+func (s *Server) RootCAs() (*x509.CertPool, error) {
+	if s.CAFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(s.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("testserver: no certificate in %s", s.CAFile)
+	}
+	return pool, nil
+}
+
+// Login logs jid in with password, trusting the server's certificate, and
+// closes the session when the test ends.
+func (s *Server) Login(tb testing.TB, jid, password string) *session.Session {
+	tb.Helper()
+	roots, err := s.RootCAs()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sess, err := session.Dial(ctx, session.Config{
+		JID: jid, Password: password, Server: s.Addr, RootCAs: roots,
+		AllowPlaintext: s.CAFile == "", Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { sess.Close() })
+	return sess
+}
+
+// WriteRandom writes size random bytes to dir/name and returns the path
+// and their MD5.
+func WriteRandom(tb testing.TB, dir, name string, size int64) (string, string) {
+	tb.Helper()
+	p := filepath.Join(dir, name)
+	f, err := os.Create(p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	h := md5.New()
+	if _, err := io.CopyN(io.MultiWriter(f, h), rand.Reader, size); err != nil {
+		tb.Fatal(err)
+	}
+	return p, hex.EncodeToString(h.Sum(nil))
+}
+
+// MD5File returns the MD5 of the file at p.
+func MD5File(tb testing.TB, p string) string {
+	tb.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	h := md5.New()
+	if _, err := io.Copy(h, f); err != nil {
+		tb.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
