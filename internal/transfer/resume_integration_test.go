@@ -230,3 +230,42 @@ func checkNoLeaks(t *testing.T, baseG, baseFD int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// The network stalls: the sender stops moving bytes without closing. The
+// receiver gives up after its stall timeout with ErrStalled and keeps the
+// part; so does the sender, whose writes stop being taken.
+func TestIntegrationStall(t *testing.T) {
+	for _, method := range []string{"ibb", "auto"} {
+		t.Run(method, func(t *testing.T) {
+			const size = 4 << 20
+			dir := t.TempDir()
+			r, bob, _ := receiver(t, ReceiveOptions{Dir: dir, Allow: []string{"alice@localhost"}, StallTimeout: time.Second})
+			alice := login(t, "alice", "stall-"+method)
+			src, _ := writeRandom(t, t.TempDir(), "stall.bin", size)
+			release := make(chan struct{})
+			meter := &cutMeter{at: size / 2, cut: func() { <-release }} // the copy hangs here
+			sd := &Sender{S: alice, Opts: SendOptions{Method: method, StallTimeout: time.Second, S5B: S5BOptions{ServerLoopback: true}},
+				Obs: &Observer{Meter: func(string, int64, int64) Meter { return meter }}}
+			sent := make(chan error, 1)
+			go func() {
+				_, err := sd.Send(context.Background(), bob.JID(), src)
+				sent <- err
+			}()
+			start := time.Now()
+			_, err := next(t, r)
+			if !errors.Is(err, ErrStalled) {
+				t.Fatalf("receiver: err = %v, want ErrStalled", err)
+			}
+			if d := time.Since(start); d > 20*time.Second {
+				t.Fatalf("the stall was noticed after %v", d)
+			}
+			close(release)
+			if err := <-sent; err == nil {
+				t.Fatal("the sender finished a stalled transfer")
+			}
+			if _, err := os.Stat(partName(dir, "stall.bin")); err != nil {
+				t.Fatalf("no part kept: %v", err)
+			}
+		})
+	}
+}
