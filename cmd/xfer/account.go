@@ -80,7 +80,7 @@ func (g *globalOptions) password(ctx context.Context, st *settings) (string, err
 			return "", usageError{err}
 		}
 		if perm&0o077 != 0 && !g.quiet {
-			fmt.Fprintf(g.stderr, "xfer: warning: %s is readable by other users (mode %v); chmod 600 it\n", src.arg, perm)
+			fmt.Fprintf(g.stderr, g.colour.yellow("xfer: warning:")+" %s is readable by other users (mode %v); chmod 600 it\n", src.arg, perm)
 		}
 		if p == "" {
 			return "", usageError{fmt.Errorf("%w: the first line of %s is empty", config.ErrPassword, src.arg)}
@@ -156,7 +156,7 @@ func (g *globalOptions) sessionConfig(ctx context.Context) (session.Config, erro
 		cfg.RootCAs = pool
 	}
 	if cfg.InsecureSkipVerify && !g.quiet {
-		fmt.Fprintf(g.stderr, "xfer: WARNING: %s: the server's certificate is not checked; anyone on the path can read the password and the files\n", st.Insecure.origin())
+		fmt.Fprintf(g.stderr, g.colour.red("xfer: WARNING:")+" %s: the server's certificate is not checked; anyone on the path can read the password and the files\n", st.Insecure.origin())
 	}
 	if g.account.debugXML {
 		cfg.DebugXML = g.stderr

@@ -59,7 +59,7 @@ func (o *output) event(e transfer.Event) {
 	}
 	switch e.Type {
 	case "refused":
-		fmt.Fprintf(o.g.stderr, "xfer: refused %q from %s: %s\n", e.File, e.Peer, e.Error)
+		fmt.Fprintf(o.g.stderr, "%s %q from %s: %s\n", o.g.colour.yellow("xfer: refused"), e.File, e.Peer, e.Error)
 	case "accepted":
 		if e.Offset > 0 && !o.g.quiet {
 			fmt.Fprintf(o.g.stderr, "xfer: %s: resumed at %d bytes (%s of %s already there)\n", e.File, e.Offset, units.Human(e.Offset), units.Human(e.Size))
@@ -118,7 +118,7 @@ func (o *output) failed(name string, err error) {
 	}
 	// Errors go to stderr in every mode: scripts read stdout, people and
 	// logs read stderr.
-	fmt.Fprintf(o.g.stderr, "xfer: %s: %v\n", name, err)
+	fmt.Fprintf(o.g.stderr, "%s %s: %v\n", o.g.colour.red("xfer: error:"), name, err)
 }
 
 func rateOf(n int64, d time.Duration) string {

@@ -94,7 +94,7 @@ func printProbe(g *globalOptions, rep *probe.Report) {
 	}
 	w.Flush()
 	for _, warn := range rep.Warnings {
-		fmt.Fprintf(g.stderr, "xfer: warning: %s\n", warn)
+		fmt.Fprintf(g.stderr, "%s %s\n", g.colour.yellow("xfer: warning:"), warn)
 	}
 	if rep.OK {
 		fmt.Fprintln(g.stdout, "at least one proxy works")

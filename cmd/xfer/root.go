@@ -23,6 +23,7 @@ type globalOptions struct {
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	colour         palette // for stderr
 }
 
 func (g *globalOptions) logf(format string, args ...any) {
@@ -75,7 +76,7 @@ terminal. "xfer config show" prints what applies and where it came from.`,
 
 // Main runs xfer with args and returns its exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) ExitCode {
-	g := &globalOptions{stdin: stdin, stdout: stdout, stderr: stderr}
+	g := &globalOptions{stdin: stdin, stdout: stdout, stderr: stderr, colour: newPalette(stderr)}
 	root := newRootCmd(g)
 	root.SetArgs(args)
 
@@ -106,7 +107,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) ExitCode {
 		if g.json {
 			_ = g.emitJSON(map[string]any{"type": "error", "error": err.Error(), "exit_code": int(code)})
 		}
-		fmt.Fprintf(stderr, "xfer: %v\n", err)
+		fmt.Fprintf(stderr, "%s %v\n", g.colour.red("xfer: error:"), err)
 	}
 	return code
 }
