@@ -325,3 +325,19 @@ func TestIntegrationForeignStreamData(t *testing.T) {
 		t.Fatalf("%+v %v", got, err)
 	}
 }
+
+// An offer that would not fit on the disk is refused before any byte is
+// written. (The disk here has room; asking to keep an exabyte free makes
+// every offer too big.)
+func TestIntegrationNoRoomRefused(t *testing.T) {
+	_, bob, dir := receiver(t, ReceiveOptions{Allow: []string{"alice@localhost"}, MinFree: 1 << 60})
+	alice := login(t, "alice", "noroom")
+	p, _ := writeRandom(t, t.TempDir(), "big.bin", 1000)
+	_, err := (&Sender{S: alice}).Send(context.Background(), bob.JID(), p)
+	if !errors.Is(err, ErrRefused) {
+		t.Fatalf("err = %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("files written: %v", entries)
+	}
+}
