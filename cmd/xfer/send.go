@@ -82,6 +82,10 @@ the first online resource that accepts file transfers is chosen.`,
 				return usageError{errors.New("--url applies to a single FILE")}
 			}
 			ctx := cmd.Context()
+			out := newOutput(g)
+			sd := &transfer.Sender{Obs: out.observer()}
+			// The offers need each file's MD5: read the files while logging in.
+			sd.Prehash(ctx, files)
 			s, host, err := g.connect(ctx)
 			if err != nil {
 				return err
@@ -92,12 +96,11 @@ the first online resource that accepts file transfers is chosen.`,
 				return err
 			}
 			g.logf("sending to %s", full)
-			out := newOutput(g)
-			sd := &transfer.Sender{S: s, Obs: out.observer(), Opts: transfer.SendOptions{
+			sd.S, sd.Opts = s, transfer.SendOptions{
 				Method: o.method, Name: o.name, Desc: o.desc, NoResume: o.noResume,
 				AcceptTimeout: o.acceptTimeout, StallTimeout: o.stallTimeout,
 				OOB: transfer.OOBOptions{URL: o.url, Listen: o.listen},
-			}}
+			}
 			sd.Opts.IBB.BlockSize, sd.Opts.IBB.Window = o.ibbBlockSize, o.ibbWindow
 			sd.Opts.S5B = transfer.S5BOptions{
 				NoDirect: o.noDirect, DirectAddrs: o.directAddrs, ListenPort: o.listenPort,

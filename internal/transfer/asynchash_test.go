@@ -1,8 +1,10 @@
 package transfer
 
 import (
+	"context"
 	"crypto/md5"
 	"crypto/rand"
+	"os"
 	"testing"
 )
 
@@ -25,5 +27,27 @@ func TestAsyncHashMatchesDirect(t *testing.T) {
 		if got := h.Sum(nil); string(got) != string(want[:]) {
 			t.Fatalf("chunk %d: digest differs", chunk)
 		}
+	}
+}
+
+// A hash taken ahead is used only while the file is unchanged.
+func TestPrehash(t *testing.T) {
+	dir := t.TempDir()
+	p, sum := writeRandom(t, dir, "p.bin", 100000)
+	sd := &Sender{}
+	sd.Prehash(context.Background(), []string{p})
+	st, _ := os.Stat(p)
+	if got := sd.takePrehash(context.Background(), p, st); got != sum {
+		t.Fatalf("prehash %q, want %q", got, sum)
+	}
+	if got := sd.takePrehash(context.Background(), p, st); got != "" {
+		t.Fatal("a prehash was used twice")
+	}
+	sd.Prehash(context.Background(), []string{p})
+	<-sd.prehashes[p].done // hashed before the change
+	os.WriteFile(p, []byte("changed"), 0o644)
+	st, _ = os.Stat(p)
+	if got := sd.takePrehash(context.Background(), p, st); got != "" {
+		t.Fatal("the hash of a changed file was used")
 	}
 }

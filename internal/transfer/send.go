@@ -49,6 +49,9 @@ type Sender struct {
 	Opts SendOptions
 	Obs  *Observer
 
+	preMu     sync.Mutex
+	prehashes map[string]*prehash // files hashed ahead (Prehash)
+
 	proxyOnce sync.Once // proxies are discovered once per Sender
 	proxies   []s5b.Streamhost
 	proxyErr  error
@@ -122,9 +125,11 @@ func (sd *Sender) Send(ctx context.Context, to, path string) (*Result, error) {
 	if name == "" {
 		name = filepath.Base(path)
 	}
-	sum, err := md5File(ctx, f)
-	if err != nil {
-		return nil, err
+	sum := sd.takePrehash(ctx, path, st)
+	if sum == "" {
+		if sum, err = md5File(ctx, f); err != nil {
+			return nil, err
+		}
 	}
 	offer := &negotiate.Offer{
 		SID:      session.NewID(),
