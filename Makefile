@@ -34,6 +34,8 @@ vet:
 
 test: deps vet
 	$(GO) test -count=1 -timeout 30m ./...
+	@# The transfer integration tests once more, against ejabberd.
+	XFER_TEST_SERVER=ejabberd $(GO) test -count=1 -timeout 30m ./internal/transfer/
 
 # Unit tests only (no servers).
 test-short:

@@ -258,6 +258,7 @@ func TestIntegrationOOBResumeAndLimit(t *testing.T) {
 // HTTP File Upload to Prosody's http_file_share, the link received by a
 // Receiver with AcceptLinks; curl fetches the same bytes from the URL.
 func TestIntegrationUploadLink(t *testing.T) {
+	prosodyOnly(t, "HTTP File Upload (http_file_share)")
 	r, bob, rev := oobReceiver(t, "bob", ReceiveOptions{Allow: []string{"alice@localhost"}, AcceptLinks: true})
 	alice := login(t, "alice", "upload")
 	src, sum := writeRandom(t, t.TempDir(), "photo of the cat.jpg", 1<<20+3)
@@ -344,6 +345,7 @@ func TestIntegrationLinkRefusals(t *testing.T) {
 
 // A file over the service's max-file-size is refused before any upload.
 func TestIntegrationUploadTooLarge(t *testing.T) {
+	prosodyOnly(t, "HTTP File Upload (http_file_share)")
 	alice := login(t, "alice", "upload-big")
 	src, _ := writeRandom(t, t.TempDir(), "big.iso", testserver.UploadSizeLimit+1)
 	sd := &Sender{S: alice, Opts: SendOptions{Method: "upload"}}
@@ -359,6 +361,7 @@ func TestIntegrationUploadTooLarge(t *testing.T) {
 // Method auto sends over SI to a receiver that advertises it, and uploads
 // for a client that does not (a chat client with disco but no SI).
 func TestIntegrationAutoChoosesUpload(t *testing.T) {
+	prosodyOnly(t, "HTTP File Upload (http_file_share)")
 	chat := login(t, "bob", "chatclient")
 	chat.Handle(session.TypeGet, disco.NSInfo, disco.Handler(&disco.Info{
 		Identities: []disco.Identity{{Category: "client", Type: "phone"}},
