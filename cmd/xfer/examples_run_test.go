@@ -59,7 +59,8 @@ func TestDocumentedExamplesRun(t *testing.T) {
 	})
 }
 
-// documentedExamples returns the example lines of --help and the README.
+// documentedExamples returns the xfer command lines among the examples of
+// --help and the code blocks of the README.
 func documentedExamples(t *testing.T) []string {
 	root := newRootCmd(&globalOptions{stdin: os.Stdin, stdout: new(bytes.Buffer), stderr: new(bytes.Buffer)})
 	var lines []string

@@ -17,7 +17,6 @@ func TestDocumentedExamplesParse(t *testing.T) {
 	g := &globalOptions{stdin: os.Stdin, stdout: new(bytes.Buffer), stderr: new(bytes.Buffer)}
 	root := newRootCmd(g)
 	root.InitDefaultCompletionCmd()
-	var lines []string
 	var visit func(c *cobra.Command)
 	visit = func(c *cobra.Command) {
 		if c.Runnable() && !c.Hidden && c.Name() != "help" && c.Name() != "completion" && c.Parent() != nil && c.Parent().Name() != "completion" {
@@ -25,28 +24,12 @@ func TestDocumentedExamplesParse(t *testing.T) {
 				t.Errorf("%s --help has no example", c.CommandPath())
 			}
 		}
-		for _, l := range strings.Split(c.Example, "\n") {
-			lines = append(lines, l)
-		}
 		for _, sub := range c.Commands() {
 			visit(sub)
 		}
 	}
 	visit(root)
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inCode := false
-	for _, l := range strings.Split(string(readme), "\n") {
-		if strings.HasPrefix(l, "```") {
-			inCode = !inCode
-			continue
-		}
-		if inCode {
-			lines = append(lines, l)
-		}
-	}
+	lines := documentedExamples(t)
 	checked := 0
 	for _, l := range lines {
 		args, ok := exampleArgs(l)
