@@ -21,7 +21,7 @@ xferslix.py).  Password: SLIX_PASSWORD.  Run with Debian's /usr/bin/python3.
 import hashlib
 import os
 
-from xferslix import common_args, emit, make_client, offline, online, run, FILE_TRANSFER, SOCKS5
+from xferslix import common_args, emit, make_client, online, report, run, FILE_TRANSFER, SOCKS5
 
 
 def main():
@@ -84,14 +84,7 @@ def main():
         await online(xmpp, args, loop)
         emit(type='ready', jid=xmpp.boundjid.full)
         await finished
-        state['file'].close()
-        md5 = state['md5'].hexdigest()
-        ok = state['bytes'] == state['size'] and (not state['hash'] or state['hash'].lower() == md5)
-        emit(type='result', ok=ok, name=state['name'], size=state['size'], hash=state['hash'],
-             bytes=state['bytes'], md5=md5, sid=state['sid'], method=SOCKS5, path=state['path'],
-             streamhost=state['streamhost'], **{'from': state['peer'].full})
-        await offline(xmpp)
-        return 0 if ok else 1
+        return await report(xmpp, state, method=SOCKS5, streamhost=state['streamhost'])
 
     run(xmpp, receive, args)
 

@@ -20,7 +20,7 @@ Password: SLIX_PASSWORD.  Run with Debian's /usr/bin/python3.
 import hashlib
 import os
 
-from xferslix import common_args, emit, fix_ibb_preauth, make_client, offline, online, run, IBB, FILE_TRANSFER
+from xferslix import common_args, emit, fix_ibb_preauth, make_client, online, report, run, IBB, FILE_TRANSFER
 
 
 def main():
@@ -89,14 +89,7 @@ def main():
         await online(xmpp, args, loop)
         emit(type='ready', jid=xmpp.boundjid.full)
         await finished
-        state['file'].close()
-        md5 = state['md5'].hexdigest()
-        ok = state['bytes'] == state['size'] and (not state['hash'] or state['hash'].lower() == md5)
-        emit(type='result', ok=ok, name=state['name'], size=state['size'], hash=state['hash'],
-             bytes=state['bytes'], md5=md5, sid=state['sid'], block_size=state['block_size'],
-             path=state['path'], **{'from': state['peer'].full})
-        await offline(xmpp)
-        return 0 if ok else 1
+        return await report(xmpp, state, block_size=state['block_size'])
 
     run(xmpp, receive, args)
 

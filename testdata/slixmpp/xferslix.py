@@ -166,6 +166,19 @@ async def offline(xmpp):
         pass
 
 
+async def report(xmpp, state, **extra):
+    """Close the received file, check it against the offer, print the result
+    line, go offline, and return the exit status (0 when it verified)."""
+    state['file'].close()
+    md5 = state['md5'].hexdigest()
+    ok = state['bytes'] == state['size'] and (not state['hash'] or state['hash'].lower() == md5)
+    emit(type='result', ok=ok, name=state['name'], size=state['size'], hash=state['hash'],
+         bytes=state['bytes'], md5=md5, sid=state['sid'], path=state['path'],
+         **extra, **{'from': state['peer'].full})
+    await offline(xmpp)
+    return 0 if ok else 1
+
+
 def run(xmpp, main, args):
     """Run main(loop) under the overall timeout and exit with the status it
     returns; any exception is reported as a failed result, exit status 1."""
