@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"xfer/internal/ibb"
+	"xfer/internal/jingle"
 	"xfer/internal/negotiate"
 	"xfer/internal/oob"
 	"xfer/internal/probe"
@@ -55,6 +56,7 @@ func exitCodeFor(err error) ExitCode {
 	case errors.Is(err, transfer.ErrRefused), errors.Is(err, transfer.ErrNoRecipient),
 		errors.Is(err, negotiate.ErrDeclined), errors.Is(err, negotiate.ErrNoValidStreams),
 		errors.Is(err, negotiate.ErrBadProfile), errors.Is(err, negotiate.ErrUnavailable),
+		errors.Is(err, jingle.ErrDeclined),
 		// Out of band: over the upload service's max-file-size (refused
 		// before any upload), no upload service, a file over --max-size.
 		errors.Is(err, upload.ErrTooLarge), errors.Is(err, upload.ErrNoService),
@@ -65,6 +67,7 @@ func exitCodeFor(err error) ExitCode {
 		errors.Is(err, ibb.ErrClosedByPeer), errors.Is(err, ibb.ErrUnexpectedSeq), errors.Is(err, ibb.ErrBadData),
 		errors.Is(err, ibb.ErrRefused), errors.Is(err, ibb.ErrRejected), errors.Is(err, ibb.ErrSessionEnded),
 		errors.Is(err, s5b.ErrNoStreamhost), errors.Is(err, s5b.ErrProtocol), errors.Is(err, s5b.ErrRefused),
+		errors.Is(err, jingle.ErrNoTransport), errors.Is(err, jingle.ErrTerminated), errors.Is(err, jingle.ErrMalformed),
 		// Out of band: the URL could not be fetched (by the peer: it
 		// answered item-not-found; or by us), the upload PUT failed.
 		errors.Is(err, transfer.ErrFetch), errors.Is(err, oob.ErrFetch), errors.Is(err, oob.ErrStalled),

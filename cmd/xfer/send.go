@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,10 +72,8 @@ the first online resource that accepts file transfers is chosen.`,
 			if o.name != "" && len(files) > 1 {
 				return usageError{errors.New("--name applies to a single FILE")}
 			}
-			switch o.method {
-			case "auto", "ibb", "s5b", "oob", "upload":
-			default:
-				return usageError{fmt.Errorf("--method %q: want auto, s5b, ibb, oob or upload", o.method)}
+			if !slices.Contains(transfer.Methods, o.method) {
+				return usageError{fmt.Errorf("--method %q: want %s", o.method, strings.Join(transfer.Methods, ", "))}
 			}
 			if err := o.checkOOB(cmd); err != nil {
 				return err
@@ -152,7 +152,7 @@ the first online resource that accepts file transfers is chosen.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.method, "method", "auto", "auto (SI with SOCKS5, falling back to in-band; HTTP upload for a contact without SI), s5b, ibb, oob (the contact fetches it from this machine over HTTP) or upload (HTTP File Upload to your server, then a link)")
+	f.StringVar(&o.method, "method", "auto", "auto (Jingle file transfer when the contact speaks it, else SI; SOCKS5 first, in-band as the fallback; HTTP upload for a contact with neither), jingle, jingle-s5b, jingle-ibb (Jingle, XEP-0234, over both or one transport), si, s5b, ibb (SI, XEP-0096, over both or one), oob (the contact fetches it from this machine over HTTP) or upload (HTTP File Upload to your server, then a link)")
 	f.StringVar(&o.url, "url", "", "with --method oob: offer this http(s) URL instead of serving the file")
 	f.StringVar(&o.listen, "listen", "", "with --method oob: HOST:PORT for the HTTP server (default: a free port, on 127.0.0.1 when the XMPP server is on loopback)")
 	f.StringVar(&o.name, "name", "", "offer the file under this name")

@@ -44,17 +44,27 @@ type Digest struct {
 // each as XEP-0300 says (base64 of the raw digest) or, for Libervia 0.9, as
 // base64 of the hex digest. ok is false when none is usable.
 func Best(hashes []Hash) (Digest, bool) {
+	if u := Usable(hashes); len(u) > 0 {
+		return u[0], true
+	}
+	return Digest{}, false
+}
+
+// Usable decodes the digests xfer can verify, strongest first.
+func Usable(hashes []Hash) []Digest {
+	var out []Digest
 	for _, a := range hashAlgos {
 		for _, h := range hashes {
 			if !strings.EqualFold(h.Algo, a.name) {
 				continue
 			}
 			if sum, ok := decodeDigest(h.Value, a.new().Size()); ok {
-				return Digest{Algo: a.name, Sum: sum}, true
+				out = append(out, Digest{Algo: a.name, Sum: sum})
+				break
 			}
 		}
 	}
-	return Digest{}, false
+	return out
 }
 
 func decodeDigest(value string, size int) ([]byte, bool) {

@@ -239,29 +239,29 @@ func (in *Incoming) awaitIBB(ctx context.Context, fallback string) (*Stream, err
 	}
 }
 
-// Checksum returns the digest to verify the file against: the one in the
-// offer, else one the initiator sends in a session-info checksum, waiting
-// up to wait for it (Libervia sends it right after the bytes). ok is false
-// when none usable came.
-func (in *Incoming) Checksum(ctx context.Context, wait time.Duration) (Digest, bool) {
+// Checksums returns the digests to verify the file against, strongest
+// first: the one in the offer, else those the initiator sends in a
+// session-info checksum, waiting up to wait for it (Libervia sends it right
+// after the bytes). It is empty when none usable came.
+func (in *Incoming) Checksums(ctx context.Context, wait time.Duration) []Digest {
 	if in.file != nil && in.file.Hash != nil {
-		return *in.file.Hash, true
+		return []Digest{*in.file.Hash}
 	}
 	if in.watch == nil {
-		return Digest{}, false
+		return nil
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
 		select {
 		case hs := <-in.watch.sums:
-			if d, ok := Best(hs); ok {
-				return d, true
+			if u := Usable(hs); len(u) > 0 {
+				return u
 			}
 		case <-timer.C:
-			return Digest{}, false
+			return nil
 		case <-ctx.Done():
-			return Digest{}, false
+			return nil
 		}
 	}
 }

@@ -44,6 +44,7 @@ var rawNamespaces = []string{
 	"http://jabber.org/protocol/si",
 	"http://jabber.org/protocol/bytestreams",
 	"http://jabber.org/protocol/ibb",
+	"urn:xmpp:jingle:1",
 	"jabber:iq:oob",
 	"urn:xmpp:ping",
 }

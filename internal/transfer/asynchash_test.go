@@ -37,17 +37,17 @@ func TestPrehash(t *testing.T) {
 	sd := &Sender{}
 	sd.Prehash(context.Background(), []string{p})
 	st, _ := os.Stat(p)
-	if got := sd.takePrehash(context.Background(), p, st); got != sum {
-		t.Fatalf("prehash %q, want %q", got, sum)
+	if got, ok := sd.takePrehash(context.Background(), p, st); !ok || got.md5 != sum || len(got.sha256) != 32 {
+		t.Fatalf("prehash %q %x, want %q and a sha-256", got.md5, got.sha256, sum)
 	}
-	if got := sd.takePrehash(context.Background(), p, st); got != "" {
+	if _, ok := sd.takePrehash(context.Background(), p, st); ok {
 		t.Fatal("a prehash was used twice")
 	}
 	sd.Prehash(context.Background(), []string{p})
 	<-sd.prehashes[p].done // hashed before the change
 	os.WriteFile(p, []byte("changed"), 0o644)
 	st, _ = os.Stat(p)
-	if got := sd.takePrehash(context.Background(), p, st); got != "" {
+	if _, ok := sd.takePrehash(context.Background(), p, st); ok {
 		t.Fatal("the hash of a changed file was used")
 	}
 }

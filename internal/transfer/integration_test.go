@@ -183,7 +183,7 @@ func TestIntegrationRefusals(t *testing.T) {
 
 	// carol is not on the list: forbidden.
 	carol := login(t, "carol", "r")
-	_, err := (&Sender{S: carol}).Send(context.Background(), bob.JID(), p)
+	_, err := (&Sender{S: carol, Opts: SendOptions{Method: "si"}}).Send(context.Background(), bob.JID(), p)
 	if !errors.Is(err, ErrRefused) || !errors.Is(err, negotiate.ErrDeclined) {
 		t.Fatalf("stranger: err = %v", err)
 	}

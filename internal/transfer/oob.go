@@ -59,15 +59,6 @@ func (r *Receiver) registerOOB() error {
 	return nil
 }
 
-// refusal is an offer the policy turned down before fetching anything.
-type refusal struct {
-	se  *session.StanzaError
-	why string
-}
-
-func (e *refusal) Error() string { return e.why }
-func (e *refusal) Unwrap() error { return ErrRefused }
-
 // oobRequest answers a jabber:iq:oob offer once the file is on disk: an
 // empty result, item-not-found when the fetch failed, not-acceptable when
 // the offer was refused. It blocks for the download (handlers run on
@@ -143,7 +134,7 @@ func (r *Receiver) fetch(hctx context.Context, from, rawURL, sid, via string) (*
 	refuse := func(cond, text, why string) (*Result, error) {
 		ev.Type, ev.Error = "refused", why
 		r.obs.emit(ev)
-		return nil, &refusal{session.NewError(cond, text), why}
+		return nil, &refusal{se: session.NewError(cond, text), why: why}
 	}
 	u, urlErr := oob.CheckURL(rawURL)
 	if urlErr == nil {

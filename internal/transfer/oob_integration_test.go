@@ -395,11 +395,12 @@ func TestIntegrationAutoChoosesUpload(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no link arrived")
 	}
-	// A receiver that advertises SI still gets SI.
+	// A receiver that advertises file transfer gets it: xfer's speaks
+	// Jingle, preferred over SI.
 	r, bob, _ := oobReceiver(t, "bob", ReceiveOptions{Allow: []string{"alice@localhost"}})
 	res, err = (&Sender{S: alice, Opts: SendOptions{Method: "auto", S5B: S5BOptions{ServerLoopback: true}}}).Send(context.Background(), bob.JID(), src)
-	if err != nil || res.Method != "s5b" {
-		t.Fatalf("auto to an SI receiver: %+v, %v", res, err)
+	if err != nil || res.Method != "jingle-s5b" {
+		t.Fatalf("auto to an xfer receiver: %+v, %v", res, err)
 	}
 	if _, err := next(t, r); err != nil {
 		t.Fatal(err)

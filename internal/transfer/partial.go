@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"xfer/internal/jingle"
 )
 
 // A partial download is DIR/.NAME.part with the sidecar DIR/.NAME.part.json
@@ -23,22 +25,41 @@ import (
 
 // Partial describes a partial download.
 type Partial struct {
-	Name     string    `json:"name"`          // the safe name it will get
-	Size     int64     `json:"size"`          // declared size
-	Hash     string    `json:"md5,omitempty"` // declared MD5, if any
-	From     string    `json:"from"`          // sender's bare JID
-	Date     time.Time `json:"date,omitzero"` // declared modification date
-	Have     int64     `json:"have"`          // bytes on disk (not stored)
-	Path     string    `json:"path"`          // the .part file (not stored)
-	Modified time.Time `json:"modified"`      // last write (not stored)
+	Name     string    `json:"name"`           // the safe name it will get
+	Size     int64     `json:"size"`           // declared size
+	Algo     string    `json:"algo,omitempty"` // Hash's algorithm; "" is md5 (SI)
+	Hash     string    `json:"md5,omitempty"`  // declared digest in hex, if any (the key predates Algo)
+	From     string    `json:"from"`           // sender's bare JID
+	Date     time.Time `json:"date,omitzero"`  // declared modification date
+	Have     int64     `json:"have"`           // bytes on disk (not stored)
+	Path     string    `json:"path"`           // the .part file (not stored)
+	Modified time.Time `json:"modified"`       // last write (not stored)
 }
 
 func sidecarName(part string) string { return part + ".json" }
 
 // matches tells whether an offer is the same file as the partial one.
 // Without a hash on either side, name, size and sender must do.
-func (p *Partial) matches(name string, size int64, md5sum, from string) bool {
-	return p.Name == name && p.Size == size && strings.EqualFold(p.Hash, md5sum) && strings.EqualFold(p.From, from)
+func (p *Partial) matches(want *Partial) bool {
+	return p.Name == want.Name && p.Size == want.Size && algoName(p.Algo) == algoName(want.Algo) &&
+		strings.EqualFold(p.Hash, want.Hash) && strings.EqualFold(p.From, want.From)
+}
+
+// algoName is an XEP-0300 algorithm name; "" (sidecars written before
+// Jingle) is md5, SI's.
+func algoName(a string) string {
+	if a == "" {
+		return "md5"
+	}
+	return strings.ToLower(a)
+}
+
+// newHash returns the hash of an algorithm name, md5 for "".
+func newHash(algo string) hash.Hash {
+	if h := jingle.NewHash(algoName(algo)); h != nil {
+		return h
+	}
+	return md5.New()
 }
 
 // readPartial loads the sidecar of part and the part's size.
@@ -66,10 +87,11 @@ func writeSidecar(part string, p *Partial) error {
 	b, err := json.Marshal(struct {
 		Name string    `json:"name"`
 		Size int64     `json:"size"`
+		Algo string    `json:"algo,omitempty"`
 		Hash string    `json:"md5,omitempty"`
 		From string    `json:"from"`
 		Date time.Time `json:"date,omitzero"`
-	}{p.Name, p.Size, p.Hash, p.From, p.Date})
+	}{p.Name, p.Size, p.Algo, p.Hash, p.From, p.Date})
 	if err != nil {
 		return err
 	}
@@ -129,11 +151,11 @@ func RemovePartial(p Partial) error {
 // openPart opens the part file for an offer: resuming it when it holds a
 // prefix of the same file and the sender can send a range, else starting
 // over. It returns the file positioned for writing, the offset to ask for,
-// and the MD5 state of the bytes already there.
+// and the hash state of the bytes already there.
 func openPart(ctx context.Context, part string, want *Partial, canRange bool) (*os.File, int64, hash.Hash, error) {
-	h := md5.New()
+	h := newHash(want.Algo)
 	if canRange {
-		if p, err := readPartial(part); err == nil && p.matches(want.Name, want.Size, want.Hash, want.From) && p.Have > 0 && p.Have < p.Size {
+		if p, err := readPartial(part); err == nil && p.matches(want) && p.Have > 0 && p.Have < p.Size {
 			// O_NOFOLLOW: a symlink planted at the part name is never
 			// written through.
 			f, err := os.OpenFile(part, os.O_RDWR|syscall.O_NOFOLLOW, 0o600)

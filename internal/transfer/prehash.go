@@ -13,7 +13,7 @@ import (
 
 type prehash struct {
 	done chan struct{}
-	sum  string
+	sums fileSums
 	size int64
 	mod  time.Time
 	err  error
@@ -41,43 +41,43 @@ func (sd *Sender) Prehash(ctx context.Context, paths []string) {
 	go func() {
 		for i, p := range todo {
 			ph := pending[i]
-			ph.sum, ph.size, ph.mod, ph.err = hashPath(ctx, p)
+			ph.sums, ph.size, ph.mod, ph.err = hashPath(ctx, p)
 			close(ph.done)
 		}
 	}()
 }
 
-func hashPath(ctx context.Context, path string) (string, int64, time.Time, error) {
+func hashPath(ctx context.Context, path string) (fileSums, int64, time.Time, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", 0, time.Time{}, err
+		return fileSums{}, 0, time.Time{}, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return "", 0, time.Time{}, err
+		return fileSums{}, 0, time.Time{}, err
 	}
-	sum, err := md5File(ctx, f)
-	return sum, st.Size(), st.ModTime(), err
+	sums, err := hashFile(ctx, f)
+	return sums, st.Size(), st.ModTime(), err
 }
 
 // takePrehash returns the early hash of path if there is one and the file
-// is unchanged (same size and modification time), else "".
-func (sd *Sender) takePrehash(ctx context.Context, path string, st os.FileInfo) string {
+// is unchanged (same size and modification time).
+func (sd *Sender) takePrehash(ctx context.Context, path string, st os.FileInfo) (fileSums, bool) {
 	sd.preMu.Lock()
 	ph := sd.prehashes[path]
 	delete(sd.prehashes, path)
 	sd.preMu.Unlock()
 	if ph == nil {
-		return ""
+		return fileSums{}, false
 	}
 	select {
 	case <-ph.done:
 	case <-ctx.Done():
-		return ""
+		return fileSums{}, false
 	}
 	if ph.err != nil || ph.size != st.Size() || !ph.mod.Equal(st.ModTime()) {
-		return ""
+		return fileSums{}, false
 	}
-	return ph.sum
+	return ph.sums, true
 }

@@ -5,16 +5,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"xfer/internal/disco"
 	"xfer/internal/ibb"
+	"xfer/internal/jingle"
 	"xfer/internal/negotiate"
 	"xfer/internal/oob"
 	"xfer/internal/s5b"
@@ -68,7 +66,7 @@ type outcome struct {
 const DefaultMaxPerPeer = 32
 
 // Features are what a receiver advertises in disco#info.
-var Features = []string{disco.NSInfo, negotiate.NS, negotiate.NSFileTransfer, MethodS5B, MethodIBB, oob.NSIQ}
+var Features = append([]string{disco.NSInfo, negotiate.NS, negotiate.NSFileTransfer, MethodS5B, MethodIBB, oob.NSIQ}, jingle.Features...)
 
 // NewReceiver registers the receiver's handlers on the session: disco#info,
 // SI offers and in-band bytestreams. Offers are handled until ctx ends.
@@ -98,6 +96,7 @@ func NewReceiver(ctx context.Context, s Session, opts ReceiveOptions, obs *Obser
 	}))
 	s.Handle(session.TypeSet, negotiate.NS, negotiate.Handle(r.decide))
 	s5b.Handle(s, r.s5bRequest)
+	jingle.NewManager(s).Listen(r.jingleOffer)
 	return r, nil
 }
 
@@ -137,44 +136,26 @@ func (r *Receiver) allowed(from string) bool {
 	return false
 }
 
-// decide applies the receive policy to an offer; an accepted offer gets a
-// goroutine that waits for the bytestream and stores the file.
+// decide applies the receive policy to an SI offer; an accepted offer gets
+// a goroutine that waits for the bytestream and stores the file.
 func (r *Receiver) decide(_ context.Context, from string, o *negotiate.Offer) (*negotiate.Accept, error) {
+	facts := offerFacts{SID: o.SID, From: from, Name: o.File.Name, Size: o.File.Size, Date: o.File.Date, Algo: "md5", Hash: o.File.Hash, CanRange: o.File.CanRange}
 	ev := Event{Type: "offer", SID: o.SID, Direction: "receive", Peer: from, File: o.File.Name, Size: o.File.Size, Hash: o.File.Hash}
 	r.obs.emit(ev)
-	refuse := func(se *session.StanzaError, why string) (*negotiate.Accept, error) {
-		ev.Type, ev.Error = "refused", why
-		r.obs.emit(ev)
-		return nil, se
-	}
-	if !r.allowed(from) {
-		return refuse(negotiate.Declined("Offer Declined"), fmt.Sprintf("%s is not an allowed sender (use --from %s or --accept-all)", from, session.Bare(from)))
-	}
 	method := o.Choose(MethodS5B, MethodIBB)
-	if method == "" {
-		return refuse(negotiate.NoValidStreams(), "no stream method in common")
+	if method == "" && r.allowed(from) {
+		ev.Type, ev.Error = "refused", "no stream method in common"
+		r.obs.emit(ev)
+		return nil, negotiate.NoValidStreams()
 	}
-	if r.opts.MaxSize > 0 && o.File.Size > r.opts.MaxSize {
-		return refuse(session.NewError(session.CondNotAcceptable, "file larger than the receiver's limit"), fmt.Sprintf("%d bytes is over --max-size %d", o.File.Size, r.opts.MaxSize))
-	}
-	name, err := SafeName(o.File.Name)
-	if err != nil {
-		return refuse(session.NewError(session.CondBadRequest, "unusable file name"), err.Error())
-	}
-	part, peer := partName(r.opts.Dir, name), strings.ToLower(session.Bare(from))
-	if se, why := r.admit(part, peer, name); se != nil {
-		return refuse(se, why)
-	}
-	if r.opts.MinFree >= 0 {
-		if free, ok := freeSpace(r.opts.Dir); ok && uint64(o.File.Size)+uint64(r.opts.MinFree) > free {
-			r.release(part, peer)
-			return refuse(session.NewError(session.CondNotAcceptable, "not enough free space"), fmt.Sprintf("%d bytes do not fit: %d free in %s", o.File.Size, free, r.opts.Dir))
+	a, no := r.admitOffer(facts)
+	if no != nil {
+		ev.Type, ev.Error = "refused", no.why
+		r.obs.emit(ev)
+		if no.se == nil {
+			return nil, negotiate.Declined("Offer Declined")
 		}
-	}
-	f, offset, sum, err := openPart(r.ctx, part, &Partial{Name: name, Size: o.File.Size, Hash: o.File.Hash, From: session.Bare(from), Date: o.File.Date}, o.File.CanRange)
-	if err != nil {
-		r.release(part, peer)
-		return refuse(session.NewError(session.CondInternalServerError, "cannot store the file"), err.Error())
+		return nil, no.se
 	}
 	// Expect the bytestream before the accept leaves, so a request that
 	// follows it at once is not turned away. With S5B chosen and IBB
@@ -190,26 +171,18 @@ func (r *Receiver) decide(_ context.Context, from string, o *negotiate.Offer) (*
 	if ibbOffered {
 		r.ibb.Expect(o.SID, from)
 	}
-	ev.Type, ev.Method, ev.Path, ev.Offset = "accepted", MethodName(method), part, offset
+	ev.Type, ev.Method, ev.Path, ev.Offset = "accepted", MethodName(method), a.part, a.offset
 	r.obs.emit(ev)
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		res, err := r.store(f, part, name, from, o, offset, sum, s5bCh, ibbOffered)
-		r.release(part, peer)
+		res, err := r.store(a, facts, s5bCh, ibbOffered)
 		r.mu.Lock()
 		delete(r.s5bWaiting, streamKey(o.SID, from))
 		r.mu.Unlock()
-		if err != nil {
-			ev.Type, ev.Error = "error", err.Error()
-			r.obs.emit(ev)
-		}
-		select {
-		case r.results <- outcome{res, err}:
-		case <-r.ctx.Done():
-		}
+		r.finished(a, facts, res, err)
 	}()
-	return &negotiate.Accept{Method: method, Offset: offset}, nil
+	return &negotiate.Accept{Method: method, Offset: a.offset}, nil
 }
 
 // admit reserves the part file and a place among the sender's transfers
@@ -241,76 +214,25 @@ func (r *Receiver) release(part, peer string) {
 	r.mu.Unlock()
 }
 
-// store receives the bytes into the part file, checks them and moves the
-// file into place. On failure no file is left under the final name.
-func (r *Receiver) store(f *os.File, part, name, from string, o *negotiate.Offer, offset int64, h hash.Hash, s5bCh chan s5bResult, ibbOffered bool) (res *Result, err error) {
-	res = &Result{SID: o.SID, Peer: from, Name: name, Size: o.File.Size, Hash: o.File.Hash, Offset: offset}
-	defer func() {
-		if err != nil {
-			f.Close()
-			// An interrupted transfer keeps its part file for the next
-			// offer of the same file to resume; bytes that proved wrong
-			// are removed.
-			if errors.Is(err, ErrIntegrity) || errors.Is(err, ErrTooLong) {
-				removePartial(part)
-			}
-		}
-	}()
-	conn, err := r.awaitStream(o.SID, from, o.File.Size-offset, s5bCh, ibbOffered, res)
+// store receives an SI file's bytes into the part file, checks them and
+// moves the file into place. On failure no file is left under the final
+// name.
+func (r *Receiver) store(a *admitted, o offerFacts, s5bCh chan s5bResult, ibbOffered bool) (res *Result, err error) {
+	res = &Result{SID: o.SID, Peer: o.From, Name: a.name, Size: o.Size, Hash: o.Hash, Offset: a.offset}
+	defer func() { a.abandon(err) }()
+	conn, err := r.awaitStream(o.SID, o.From, o.Size-a.offset, s5bCh, ibbOffered, res)
 	if err != nil {
-		return res, fmt.Errorf("transfer: %s accepted but no bytestream came from %s: %w", name, from, err)
+		return res, fmt.Errorf("transfer: %s accepted but no bytestream came from %s: %w", a.name, o.From, err)
 	}
 	defer conn.Close()
-	// Ending the receiver (Ctrl-C) ends its transfers: the bytestream is
-	// closed, the part file kept.
-	defer context.AfterFunc(r.ctx, func() { conn.Close() })()
 	start := time.Now()
-	meter := r.obs.meter(name, o.File.Size, offset)
-	defer meter.Finish()
-	in := stallReader{conn, orDefault(r.opts.StallTimeout, 2*time.Minute)}
-	want := o.File.Size - offset
-	// Hashing on its own goroutine overlaps MD5 with the socket reads and
-	// file writes: measured 19% faster over SOCKS5 (make bench).
-	ah := newAsyncHash(h, 4, 64<<10)
-	defer ah.Close()
-	n, err := io.CopyBuffer(io.MultiWriter(f, ah, meter), io.LimitReader(in, want), make([]byte, 64<<10))
-	ah.Close() // all that was written is hashed before h.Sum below
-	if err != nil {
-		return res, fmt.Errorf("transfer: receiving %s after %d of %d bytes (kept for resuming): %w", name, offset+n, o.File.Size, err)
-	}
-	if n < want {
-		return res, fmt.Errorf("%w: %s: %d of %d bytes (kept for resuming)", ErrTruncated, name, offset+n, o.File.Size)
-	}
-	// The declared size is reached: the peer must now close. More bytes
-	// are refused, never written.
-	var one [1]byte
-	if k, err := in.Read(one[:]); k > 0 {
-		return res, fmt.Errorf("%w: %s declared %d bytes", ErrTooLong, name, o.File.Size)
-	} else if err != nil && !errors.Is(err, io.EOF) {
-		return res, fmt.Errorf("transfer: %s: waiting for the end of the stream: %w", name, err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); o.File.Hash != "" && got != o.File.Hash {
-		return res, fmt.Errorf("%w: %s: MD5 %s, the sender declared %s", ErrIntegrity, name, got, o.File.Hash)
-	}
-	if err := f.Sync(); err != nil {
-		return res, fmt.Errorf("%w: %w", ErrFile, err)
-	}
-	if err := f.Close(); err != nil {
-		return res, fmt.Errorf("%w: %w", ErrFile, err)
-	}
-	final, err := place(part, r.opts.Dir, name, r.opts.Overwrite)
-	if err != nil {
+	if _, err := r.readFile(conn, a, o); err != nil {
 		return res, err
 	}
-	os.Remove(sidecarName(part))
-	res.Path, res.Elapsed = final, time.Since(start)
-	res.Renamed = final != r.opts.Dir+string(os.PathSeparator)+name
-	ev := Event{Type: "done", SID: o.SID, Direction: "receive", Peer: from, File: o.File.Name, Path: final, Size: o.File.Size, Bytes: n, Method: res.Method, Via: res.Via, Hash: o.File.Hash, Seconds: res.Elapsed.Seconds(), Renamed: res.Renamed}
-	if s := res.Elapsed.Seconds(); s > 0 {
-		ev.Rate = float64(n) / s
+	if got := hex.EncodeToString(a.h.Sum(nil)); o.Hash != "" && got != o.Hash {
+		return res, fmt.Errorf("%w: %s: MD5 %s, the sender declared %s", ErrIntegrity, a.name, got, o.Hash)
 	}
-	r.obs.emit(ev)
-	return res, nil
+	return res, r.commit(a, o, res, start)
 }
 
 // awaitStream waits for the accepted offer's bytestream: the S5B

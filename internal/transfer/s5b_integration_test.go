@@ -23,11 +23,11 @@ func TestIntegrationS5B(t *testing.T) {
 		wantVia     string
 		wantFallbck bool
 	}{
-		{"direct", SendOptions{Method: "auto"}, S5BOptions{}, "s5b", "direct", false},
+		{"direct", SendOptions{Method: "si"}, S5BOptions{}, "s5b", "direct", false},
 		{"proxy: sender offers no direct host", SendOptions{Method: "s5b", S5B: S5BOptions{NoDirect: true}}, S5BOptions{}, "s5b", "proxy proxy.localhost", false},
-		{"proxy: receiver refuses direct hosts", SendOptions{Method: "auto"}, S5BOptions{NoDirect: true}, "s5b", "proxy proxy.localhost", false},
-		{"fallback to IBB: no proxy answers", SendOptions{Method: "auto", S5B: S5BOptions{NoDirect: true, Proxies: []string{"nosuchproxy.localhost"}}}, S5BOptions{}, "ibb", "", true},
-		{"fallback to IBB: the receiver reaches no streamhost", SendOptions{Method: "auto", S5B: S5BOptions{NoDirect: true, Proxies: []string{"deadproxy.localhost"}}}, S5BOptions{}, "ibb", "", true},
+		{"proxy: receiver refuses direct hosts", SendOptions{Method: "si"}, S5BOptions{NoDirect: true}, "s5b", "proxy proxy.localhost", false},
+		{"fallback to IBB: no proxy answers", SendOptions{Method: "si", S5B: S5BOptions{NoDirect: true, Proxies: []string{"nosuchproxy.localhost"}}}, S5BOptions{}, "ibb", "", true},
+		{"fallback to IBB: the receiver reaches no streamhost", SendOptions{Method: "si", S5B: S5BOptions{NoDirect: true, Proxies: []string{"deadproxy.localhost"}}}, S5BOptions{}, "ibb", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if strings.Contains(fmt.Sprint(tc.send.S5B.Proxies), "deadproxy") {
@@ -202,19 +202,24 @@ func (a activationRefused) SendIQ(ctx context.Context, iq *session.IQ) (*session
 // sender falls back to IBB on the same sid, and the receiver, still
 // expecting IBB until the first byte, follows.
 func TestIntegrationS5BActivationRefusedFallsBack(t *testing.T) {
-	r, bob, _ := receiver(t, ReceiveOptions{Allow: []string{"alice@localhost"}})
-	alice := login(t, "alice", "noactivate")
-	p, sum := writeRandom(t, t.TempDir(), "act.bin", 200000)
-	sd := &Sender{S: activationRefused{alice}, Opts: SendOptions{Method: "auto", S5B: S5BOptions{NoDirect: true}}}
-	res, err := sd.Send(context.Background(), bob.JID(), p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Method != "ibb" || !strings.Contains(res.Fallback, "activat") {
-		t.Fatalf("result %+v", res)
-	}
-	got, err := next(t, r)
-	if err != nil || got.Method != "ibb" || md5Of(t, got.Path) != sum {
-		t.Fatalf("%+v %v", got, err)
+	// SI falls back on the same sid; Jingle replaces the transport.
+	for method, want := range map[string]string{"si": "ibb", "jingle": "jingle-ibb"} {
+		t.Run(method, func(t *testing.T) {
+			r, bob, _ := receiver(t, ReceiveOptions{Allow: []string{"alice@localhost"}})
+			alice := login(t, "alice", "noactivate-"+method)
+			p, sum := writeRandom(t, t.TempDir(), "act.bin", 200000)
+			sd := &Sender{S: activationRefused{alice}, Opts: SendOptions{Method: method, S5B: S5BOptions{NoDirect: true}}}
+			res, err := sd.Send(context.Background(), bob.JID(), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Method != want || !strings.Contains(res.Fallback, "activat") {
+				t.Fatalf("result %+v", res)
+			}
+			got, err := next(t, r)
+			if err != nil || got.Method != want || md5Of(t, got.Path) != sum {
+				t.Fatalf("%+v %v", got, err)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package transfer
 import (
 	"context"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,20 +13,28 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"xfer/internal/disco"
 	"xfer/internal/ibb"
+	"xfer/internal/jingle"
 	"xfer/internal/negotiate"
 	"xfer/internal/s5b"
 	"xfer/internal/session"
 	"xfer/internal/upload"
 )
 
+// Methods are the values of SendOptions.Method: auto picks Jingle when the
+// peer speaks it, else SI, else HTTP upload; si is XEP-0096 over SOCKS5 then
+// in-band, s5b and ibb are SI over one bytestream only; jingle is XEP-0234
+// over SOCKS5 then in-band, jingle-s5b and jingle-ibb over one only.
+var Methods = []string{"auto", "jingle", "jingle-s5b", "jingle-ibb", "si", "s5b", "ibb", "oob", "upload"}
+
 // SendOptions shape how files are offered and sent.
 type SendOptions struct {
-	Method        string        // "auto", "ibb", "s5b", "oob" or "upload"
+	Method        string        // one of Methods; "" is auto
 	Name          string        // send under this name instead of the file's own
 	Desc          string        // description shown to the receiver
 	NoResume      bool          // offer no <range/>: the receiver starts over
@@ -56,6 +65,9 @@ type Sender struct {
 	proxies   []s5b.Streamhost
 	proxyErr  error
 
+	jingleOnce sync.Once // one Jingle manager per session (jingle_send.go)
+	jingle     *jingle.Manager
+
 	uploadOnce sync.Once // the upload service is discovered once (upload.go)
 	uploadSvc  *upload.Service
 	uploadErr  error
@@ -64,14 +76,14 @@ type Sender struct {
 // methods lists the stream methods to offer, best first.
 func (o *SendOptions) methods() ([]string, error) {
 	switch o.Method {
-	case "", "auto":
+	case "", "auto", "si":
 		return []string{MethodS5B, MethodIBB}, nil
 	case "ibb":
 		return []string{MethodIBB}, nil
 	case "s5b":
 		return []string{MethodS5B}, nil
 	}
-	return nil, fmt.Errorf("transfer: unknown method %q (want auto, s5b, ibb, oob or upload)", o.Method)
+	return nil, fmt.Errorf("transfer: unknown method %q (want %s)", o.Method, strings.Join(Methods, ", "))
 }
 
 // Result describes a finished transfer.
@@ -90,6 +102,10 @@ type Result struct {
 	// Fallback says why the transfer fell back from S5B to IBB, if it did.
 	Fallback string
 	URL      string // oob and upload: the URL the file was offered at
+	// Digest is the Jingle hash the file was checked with ("sha-256:HEX");
+	// Unverified says a Jingle sender gave none.
+	Digest     string
+	Unverified bool
 }
 
 // Send offers the file at path to the full JID to and sends it.
@@ -100,7 +116,12 @@ func (sd *Sender) Send(ctx context.Context, to, path string) (*Result, error) {
 		return sd.sendOOB(ctx, to, path)
 	case "upload":
 		return sd.sendUpload(ctx, to, path, "")
+	case "jingle", "jingle-s5b", "jingle-ibb":
+		return sd.sendJingle(ctx, to, path, nil)
 	case "", "auto":
+		if info := sd.jinglePeer(ctx, to); info != nil {
+			return sd.sendJingle(ctx, to, path, info)
+		}
 		if why := sd.autoUpload(ctx, to); why != "" {
 			return sd.sendUpload(ctx, to, path, why)
 		}
@@ -109,28 +130,17 @@ func (sd *Sender) Send(ctx context.Context, to, path string) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(path)
+	src, err := openSource(path, sd.Opts.Name)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrFile, err)
+		return nil, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
+	defer src.f.Close()
+	st, name := src.st, src.name
+	sums, err := sd.sums(ctx, src)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrFile, err)
+		return nil, err
 	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrFile, path)
-	}
-	name := sd.Opts.Name
-	if name == "" {
-		name = filepath.Base(path)
-	}
-	sum := sd.takePrehash(ctx, path, st)
-	if sum == "" {
-		if sum, err = md5File(ctx, f); err != nil {
-			return nil, err
-		}
-	}
+	sum := sums.md5
 	offer := &negotiate.Offer{
 		SID:      session.NewID(),
 		MimeType: "application/octet-stream",
@@ -170,20 +180,10 @@ func (sd *Sender) Send(ctx context.Context, to, path string) (*Result, error) {
 		return res, err
 	}
 	defer conn.Close()
-	if _, err := f.Seek(acc.Offset, io.SeekStart); err != nil {
-		return res, fmt.Errorf("%w: %w", ErrFile, err)
-	}
-	meter := sd.Obs.meter(name, st.Size(), acc.Offset)
-	buf := make([]byte, 64<<10)
-	out := stallWriter{conn, orDefault(sd.Opts.StallTimeout, 2*time.Minute)}
-	n, err := io.CopyBuffer(out, io.TeeReader(io.LimitReader(&ctxReader{ctx, f}, length), meter), buf)
-	if err == nil && n < length {
-		err = fmt.Errorf("%w: %s shrank while sending", ErrFile, path)
-	}
+	n, err := sd.copyOut(ctx, conn, src, acc.Offset, length)
 	if err == nil {
 		err = conn.Close()
 	}
-	meter.Finish()
 	res.Elapsed = time.Since(start)
 	if err != nil {
 		return res, fmt.Errorf("transfer: sending %s after %d bytes: %w", name, n, err)
@@ -213,19 +213,78 @@ func (sd *Sender) openStream(ctx context.Context, to string, offer *negotiate.Of
 		ev.Type, ev.Method, ev.Error = "fallback", "ibb", "SOCKS5 failed, falling back to in-band: "+err.Error()
 		sd.Obs.emit(ev)
 	}
-	ibbOpts := sd.Opts.IBB
-	if ibbOpts.BlockSize <= 0 {
-		ibbOpts.BlockSize = DefaultIBBBlockSize
-	}
-	if ibbOpts.AckTimeout <= 0 {
-		// A chunk nobody acknowledges is a stalled transfer.
-		ibbOpts.AckTimeout = orDefault(sd.Opts.StallTimeout, 2*time.Minute)
-	}
-	conn, err := ibb.Open(ctx, sd.S, to, offer.SID, ibbOpts)
+	conn, err := ibb.Open(ctx, sd.S, to, offer.SID, sd.ibbOptions())
 	if err != nil {
 		return nil, fmt.Errorf("transfer: opening the in-band bytestream to %s: %w", to, err)
 	}
 	return conn, nil
+}
+
+// ibbOptions are the options of the in-band streams the sender opens.
+func (sd *Sender) ibbOptions() ibb.Options {
+	o := sd.Opts.IBB
+	if o.BlockSize <= 0 {
+		o.BlockSize = DefaultIBBBlockSize
+	}
+	if o.AckTimeout <= 0 {
+		// A chunk nobody acknowledges is a stalled transfer.
+		o.AckTimeout = orDefault(sd.Opts.StallTimeout, 2*time.Minute)
+	}
+	return o
+}
+
+// source is a file being sent.
+type source struct {
+	f    *os.File
+	st   os.FileInfo
+	name string // the name it is offered under
+	path string
+}
+
+// openSource opens a regular file to send, under name or its own.
+func openSource(path, name string) (*source, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFile, err)
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", path)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: %w", ErrFile, err)
+	}
+	if name == "" {
+		name = filepath.Base(path)
+	}
+	return &source{f: f, st: st, name: name, path: path}, nil
+}
+
+// sums returns the file's hashes: the early ones (Prehash) when the file
+// is unchanged, else computed now.
+func (sd *Sender) sums(ctx context.Context, src *source) (fileSums, error) {
+	if s, ok := sd.takePrehash(ctx, src.path, src.st); ok {
+		return s, nil
+	}
+	return hashFile(ctx, src.f)
+}
+
+// copyOut writes length bytes of the file from offset to the bytestream,
+// through the progress meter; a write that cannot move a byte within the
+// stall timeout fails.
+func (sd *Sender) copyOut(ctx context.Context, conn net.Conn, src *source, offset, length int64) (int64, error) {
+	if _, err := src.f.Seek(offset, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrFile, err)
+	}
+	meter := sd.Obs.meter(src.name, src.st.Size(), offset)
+	defer meter.Finish()
+	out := stallWriter{conn, orDefault(sd.Opts.StallTimeout, 2*time.Minute)}
+	n, err := io.CopyBuffer(out, io.TeeReader(io.LimitReader(&ctxReader{ctx, src.f}, length), meter), make([]byte, 64<<10))
+	if err == nil && n < length {
+		err = fmt.Errorf("%w: %s shrank while sending", ErrFile, src.path)
+	}
+	return n, err
 }
 
 // stallWriter fails a write that cannot move a byte within the timeout.
@@ -259,16 +318,23 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-// md5File hashes the whole file (XEP-0096's hash), then rewinds it.
-func md5File(ctx context.Context, f *os.File) (string, error) {
-	h := md5.New()
-	if _, err := io.CopyBuffer(h, &ctxReader{ctx, f}, make([]byte, 64<<10)); err != nil {
-		return "", fmt.Errorf("%w: hashing %s: %w", ErrFile, f.Name(), err)
+// fileSums are a file's hashes: MD5 (hex) for SI's offer, SHA-256 for
+// Jingle's.
+type fileSums struct {
+	md5    string
+	sha256 []byte
+}
+
+// hashFile hashes the whole file, then rewinds it.
+func hashFile(ctx context.Context, f *os.File) (fileSums, error) {
+	m, s := md5.New(), sha256.New()
+	if _, err := io.CopyBuffer(io.MultiWriter(m, s), &ctxReader{ctx, f}, make([]byte, 64<<10)); err != nil {
+		return fileSums{}, fmt.Errorf("%w: hashing %s: %w", ErrFile, f.Name(), err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", fmt.Errorf("%w: %w", ErrFile, err)
+		return fileSums{}, fmt.Errorf("%w: %w", ErrFile, err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return fileSums{md5: hex.EncodeToString(m.Sum(nil)), sha256: s.Sum(nil)}, nil
 }
 
 // ctxReader stops a copy when the context ends.
@@ -347,5 +413,5 @@ func acceptsFiles(ctx context.Context, s Session, jid string) bool {
 	ctx, cancel := context.WithTimeout(ctx, discoAttemptTimeout)
 	defer cancel()
 	info, err := disco.GetInfo(ctx, s, jid)
-	return err == nil && info.HasFeature(negotiate.NS) && info.HasFeature(negotiate.NSFileTransfer)
+	return err == nil && (info.HasFeature(negotiate.NS) && info.HasFeature(negotiate.NSFileTransfer) || speaksJingle(info))
 }

@@ -55,7 +55,8 @@ type Event struct {
 	Method    string    `json:"method,omitempty"`
 	Via       string    `json:"via,omitempty"` // s5b: "direct" or "proxy JID"
 	Hash      string    `json:"md5,omitempty"`
-	URL       string    `json:"url,omitempty"` // oob and upload: the file's URL
+	Digest    string    `json:"digest,omitempty"` // Jingle: "sha-256:HEX"
+	URL       string    `json:"url,omitempty"`    // oob and upload: the file's URL
 	Seconds   float64   `json:"seconds,omitempty"`
 	Rate      float64   `json:"bytes_per_second,omitempty"`
 	Renamed   bool      `json:"renamed,omitempty"`

@@ -1,0 +1,158 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"xfer/internal/disco"
+	"xfer/internal/jingle"
+)
+
+// speaksJingle tells whether a peer takes XEP-0234 file-transfer:5 offers.
+func speaksJingle(info *disco.Info) bool {
+	return info.HasFeature(jingle.NS) && info.HasFeature(jingle.NSFileTransfer)
+}
+
+// jinglePeer decides method "auto" for a full JID: the peer's disco#info
+// when it speaks Jingle file transfer (preferred over SI), else nil.
+func (sd *Sender) jinglePeer(ctx context.Context, to string) *disco.Info {
+	if !strings.Contains(to, "/") {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, discoAttemptTimeout)
+	defer cancel()
+	info, err := disco.GetInfo(ctx, sd.S, to)
+	if err != nil || !speaksJingle(info) {
+		return nil
+	}
+	return info
+}
+
+// isLibervia recognises Libervia (formerly Salut à Toi) by its identity:
+// version 0.9 refuses a hash in the offer and verifies only a checksum
+// encoded as base64 of the hex digest.
+func isLibervia(info *disco.Info) bool {
+	for _, id := range info.Identities {
+		if n := strings.ToLower(id.Name); strings.Contains(n, "libervia") || strings.Contains(n, "salut") {
+			return true
+		}
+	}
+	return false
+}
+
+func (sd *Sender) jingleManager() *jingle.Manager {
+	sd.jingleOnce.Do(func() { sd.jingle = jingle.NewManager(sd.S) })
+	return sd.jingle
+}
+
+// jingleTransports gathers what the offer may use: our own streamhost and
+// the server's proxies (XEP-0260) unless in-band is forced, and in-band
+// (XEP-0261) unless SOCKS5 is forced. The returned func releases them.
+func (sd *Sender) jingleTransports(ctx context.Context) (jingle.Transports, func()) {
+	t := jingle.Transports{
+		NoS5B:       sd.Opts.Method == "jingle-ibb",
+		NoIBB:       sd.Opts.Method == "jingle-s5b",
+		HostTimeout: sd.Opts.S5B.hostTimeout(),
+		IBB:         sd.ibbOptions(),
+	}
+	release := func() {}
+	if t.NoS5B {
+		return t, release
+	}
+	if !sd.Opts.S5B.NoDirect {
+		if srv, hosts, err := sd.listenDirect(ctx); err == nil {
+			t.Server, t.Direct = srv, hosts
+			release = func() { srv.Close() }
+		}
+	}
+	t.Proxies, _ = sd.proxyHosts(ctx)
+	return t, release
+}
+
+// sendJingle offers the file in a Jingle session (XEP-0234) and sends it
+// over the transport the session settles on.
+func (sd *Sender) sendJingle(ctx context.Context, to, path string, info *disco.Info) (*Result, error) {
+	src, err := openSource(path, sd.Opts.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer src.f.Close()
+	sums, err := sd.sums(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	size := src.st.Size()
+	digest := &jingle.Digest{Algo: "sha-256", Sum: sums.sha256}
+	file := jingle.FileInfo{Name: src.name, Size: size, Date: src.st.ModTime(), Desc: sd.Opts.Desc,
+		MediaType: "application/octet-stream", Hash: digest, CanRange: !sd.Opts.NoResume}
+	tr, release := sd.jingleTransports(ctx)
+	defer release()
+	quirks := info != nil && isLibervia(info)
+	res := &Result{Peer: to, Name: src.name, Path: path, Size: size, Method: "jingle", Digest: "sha-256:" + digest.Hex()}
+	ev := Event{Type: "offer", Direction: "send", Peer: to, File: src.name, Path: path, Size: size, Method: "jingle", Digest: res.Digest}
+	sd.Obs.emit(ev)
+
+	acceptTimeout := orDefault(sd.Opts.AcceptTimeout, 5*time.Minute)
+	actx, cancel := context.WithTimeout(ctx, acceptTimeout)
+	o, err := jingle.Offer(actx, sd.jingleManager(), to, file, jingle.OfferOptions{Transports: tr, HashLater: quirks, HexChecksum: quirks})
+	cancel()
+	if err != nil {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			err = fmt.Errorf("%s did not answer the offer within %v: %w", to, acceptTimeout, err)
+		case errors.Is(err, jingle.ErrDeclined), errors.Is(err, jingle.ErrTerminated):
+			err = fmt.Errorf("%w: %w", ErrRefused, err)
+		}
+		return res, err
+	}
+	res.SID, ev.SID = o.SID(), o.SID()
+	length := size - o.Offset
+	if o.Length > 0 {
+		length = o.Length
+	}
+	res.Offset, ev.Type, ev.Offset = o.Offset, "accepted", o.Offset
+	sd.Obs.emit(ev)
+
+	start := time.Now()
+	st, err := o.Stream(ctx)
+	if err != nil {
+		return res, fmt.Errorf("transfer: no bytestream to %s: %w", to, err)
+	}
+	defer st.Close()
+	res.Method, res.Via, res.Fallback = "jingle-"+st.Method, st.Via, st.Fallback
+	if st.Fallback != "" {
+		ev.Type, ev.Method, ev.Error = "fallback", res.Method, "SOCKS5 failed, falling back to in-band: "+st.Fallback
+		sd.Obs.emit(ev)
+	}
+	n, err := sd.copyOut(ctx, st, src, o.Offset, length)
+	if err == nil {
+		err = st.Close()
+	}
+	if err == nil {
+		err = o.Finish(ctx)
+	} else {
+		select {
+		case te := <-o.Ended():
+			err = fmt.Errorf("%w (%w)", err, te)
+		default:
+			o.Abort(jingle.ReasonCancel, "")
+		}
+	}
+	res.Elapsed = time.Since(start)
+	if err != nil {
+		var te *jingle.TerminatedError
+		if errors.As(err, &te) && te.Reason == jingle.ReasonMediaError {
+			err = fmt.Errorf("%w: %w", ErrIntegrity, err)
+		}
+		return res, fmt.Errorf("transfer: sending %s after %d bytes: %w", src.name, n, err)
+	}
+	ev.Type, ev.Bytes, ev.Seconds, ev.Method, ev.Via = "done", n, res.Elapsed.Seconds(), res.Method, res.Via
+	if s := res.Elapsed.Seconds(); s > 0 {
+		ev.Rate = float64(n) / s
+	}
+	sd.Obs.emit(ev)
+	return res, nil
+}
