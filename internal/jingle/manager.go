@@ -214,14 +214,10 @@ func (c *call) takePending() []*Jingle {
 	return p
 }
 
-// next returns the session's next request, kept ones first, or an error
-// when ctx ends or the peer terminated the session.
+// next returns the session's next new request (kept ones stay kept for
+// the step that uses them), or an error when ctx ends or the peer
+// terminated the session.
 func (c *call) next(ctx context.Context) (*Jingle, error) {
-	if len(c.pending) > 0 {
-		j := c.pending[0]
-		c.pending = c.pending[1:]
-		return j, nil
-	}
 	select {
 	case j := <-c.events:
 		return j, c.observe(j)

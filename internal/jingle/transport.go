@@ -213,6 +213,8 @@ func (n *negotiation) note(j *Jingle, r *s5bReports) bool {
 	}
 	t := j.Contents[0].S5B
 	switch {
+	case r.theirsKnown && (t.CandidateUsed != nil || t.CandidateError != nil):
+		// One report per side: a second one changes nothing.
 	case t.CandidateUsed != nil:
 		r.theirsKnown = true
 		for i := range n.local {
