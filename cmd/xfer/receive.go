@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"xfer/internal/session"
 	"xfer/internal/transfer"
 	"xfer/internal/units"
 )
@@ -83,7 +84,7 @@ for the rest only (XEP-0096 range) and checks the MD5 of the whole file.`,
 				count = 1
 			}
 			ctx := cmd.Context()
-			s, _, err := g.connect(ctx)
+			s, host, err := g.connect(ctx)
 			if err != nil {
 				return err
 			}
@@ -92,7 +93,9 @@ for the rest only (XEP-0096 range) and checks the MD5 of the whole file.`,
 			r, err := transfer.NewReceiver(ctx, s, transfer.ReceiveOptions{
 				Dir: o.dir, Allow: o.from, AcceptAll: o.acceptAll, Overwrite: o.overwrite,
 				MaxSize: maxSize, StallTimeout: o.stallTimeout, OpenTimeout: o.openTimeout,
-				S5B:         transfer.S5BOptions{NoDirect: o.noDirect, HostTimeout: o.hostTimeout},
+				// ServerLoopback: a Jingle receiver offers candidates of its
+				// own too, on loopback only for a local server.
+				S5B:         transfer.S5BOptions{NoDirect: o.noDirect, HostTimeout: o.hostTimeout, ServerLoopback: session.IsLoopback(ctx, host)},
 				AcceptLinks: o.acceptLinks,
 			}, out.observer())
 			if err != nil {

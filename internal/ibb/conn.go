@@ -40,12 +40,13 @@ type Conn struct {
 	werr         error // a chunk was refused or never acknowledged
 
 	// Read half.
-	buf      bytes.Buffer // data in order, waiting for Read
-	bufMax   int
-	next     uint16          // seq the next chunk must carry
-	waiting  map[uint16]bool // chunks that arrived early and wait their turn
-	headBusy bool            // the chunk with seq next is being stored
-	busy     int             // data handlers between validation and reply
+	buf        bytes.Buffer // data in order, waiting for Read
+	bufMax     int
+	next       uint16          // seq the next chunk must carry
+	waiting    map[uint16]bool // chunks that arrived early and wait their turn
+	headBusy   bool            // the chunk with seq next is being stored
+	wrapsAtMax bool            // the peer wraps its seq after 65534 (Libervia 0.9)
+	busy       int             // data handlers between validation and reply
 
 	// Write half.
 	writeMu  sync.Mutex // one Write at a time keeps chunks in order
@@ -385,6 +386,10 @@ func (c *Conn) handleData(ctx context.Context, d dataElem) error {
 		c.busy--
 		c.notifyLocked()
 	}()
+	if ahead == 1 && d.Seq == 0 && c.wrapsAtMax {
+		c.next = 0 // this peer's sequence goes 65534, 0 (seen before)
+		ahead = 0
+	}
 	if ahead > 0 {
 		c.waiting[d.Seq] = true
 		err := c.awaitTurnLocked(ctx, d.Seq)
@@ -427,6 +432,11 @@ func (c *Conn) awaitTurnLocked(ctx context.Context, seq uint16) error {
 		if expired && c.next != seq {
 			if c.headBusy || c.waiting[c.next] {
 				t.Reset(reorderGrace) // the gap is filling, just slowly
+				continue
+			}
+			if c.next == 65535 && seq == 0 {
+				// Libervia 0.9 wraps after 65534: 65535 never comes.
+				c.next, c.wrapsAtMax = 0, true
 				continue
 			}
 			c.failLocked(fmt.Errorf("%w: chunk %d never arrived", ErrUnexpectedSeq, c.next))

@@ -787,3 +787,24 @@ func TestAcceptFirstAndForget(t *testing.T) {
 		t.Fatalf("data after Forget answered %q", got)
 	}
 }
+
+// Libervia 0.9 wraps its sequence after 65534, never sending 65535: the
+// receiver takes 0 once 65535 has not come within the grace period.
+func TestSeqWrapsAfter65534(t *testing.T) {
+	s, p := newRawPeer(t, bobJID, aliceJID)
+	m := NewManager(s, Options{firstSeq: 65533})
+	c := openRaw(t, m, p, "lv", 4096)
+	chunks := []string{"a", "b", "c", "d"}
+	for i, seq := range []int{65533, 65534, 0, 1} {
+		id := "d" + strconv.Itoa(i)
+		p.set(id, bobJID, dataXML("lv", seq, base64.StdEncoding.EncodeToString([]byte(chunks[i]))))
+		if r := p.reply(id); r.attr("type") != "result" {
+			t.Fatalf("seq %d answered %s", seq, r.condition())
+		}
+	}
+	p.set("c", bobJID, `<close xmlns='`+NS+`' sid='lv'/>`)
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "abcd" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+}

@@ -33,6 +33,10 @@ const contentName = "a-file-offer"
 // other's checksum or confirmation.
 const finishTimeout = 30 * time.Second
 
+// terminateGrace is how long a stream stays open after the peer ended the
+// session, for the bytes already on their way to be read.
+const terminateGrace = 2 * time.Second
+
 // receivedGrace is how long a sender waits, after the receiver said it has
 // the file, for the receiver to end the session.
 const receivedGrace = 2 * time.Second
@@ -313,7 +317,9 @@ func startWatcher(c *call, st *Stream) *watcher {
 			}
 			if err := c.observe(j); err != nil {
 				w.ended <- err
-				st.Close()
+				// What already arrived is still read (and kept for a
+				// resume); a blocked read or write ends soon after.
+				time.AfterFunc(terminateGrace, func() { st.Close() })
 				return
 			}
 			switch {

@@ -8,49 +8,17 @@ import (
 	"slices"
 	"time"
 
+	"xfer/internal/bytestream"
 	"xfer/internal/ibb"
 	"xfer/internal/s5b"
 	"xfer/internal/session"
 )
 
 // Transports say how the bytes of a session may move.
-type Transports struct {
-	// NoS5B offers and accepts no SOCKS5 candidates: in-band only.
-	NoS5B bool
-	// Server is our own SOCKS5 streamhost, or nil; Direct lists the
-	// addresses to advertise for it (their JIDs are ignored).
-	Server *s5b.Server
-	Direct []s5b.Streamhost
-	// Proxies are the streamhosts of the proxies to offer (JID = proxy).
-	Proxies []s5b.Streamhost
-	// NoDirect dials none of the peer's direct candidates: proxies only.
-	NoDirect bool
-	// HostTimeout bounds each candidate's connect and handshake, and each
-	// wait for a peer's connection or activation (default 5 s).
-	HostTimeout time.Duration
-
-	// NoIBB offers and accepts no in-band fallback.
-	NoIBB bool
-	// IBB options for streams this side opens (block size, window…).
-	IBB ibb.Options
-	// InBand accepts the in-band streams a peer opens; needed to receive.
-	InBand *ibb.Manager
-}
-
-func (t *Transports) hostTimeout() time.Duration {
-	if t.HostTimeout > 0 {
-		return t.HostTimeout
-	}
-	return 5 * time.Second
-}
+type Transports = bytestream.Options
 
 // Stream is an established bytestream of a session.
-type Stream struct {
-	net.Conn
-	Method   string // "s5b" or "ibb"
-	Via      string // for s5b: "direct" or "proxy JID"
-	Fallback string // why the session moved to in-band, if it did
-}
+type Stream = bytestream.Stream
 
 // negotiation is one side's state of a session's transport.
 type negotiation struct {
@@ -180,7 +148,7 @@ func (n *negotiation) dialRemote(ctx context.Context) dialResult {
 			continue
 		}
 		h := s5b.Streamhost{JID: c.JID, Host: c.Host, Port: c.Port}
-		conn, err := s5b.Dial(ctx, h, n.dstAddr(false), n.t.hostTimeout())
+		conn, err := s5b.Dial(ctx, h, n.dstAddr(false), n.t.HostTimeoutOrDefault())
 		if err == nil {
 			return dialResult{conn: conn, cand: c}
 		}
@@ -239,7 +207,7 @@ func (n *negotiation) note(j *Jingle, r *s5bReports) bool {
 // requests it does not consume are kept for later. It returns
 // errNoCandidate (wrapped) when the session must move to in-band.
 func (n *negotiation) establishS5B(ctx context.Context) (*Stream, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(s5b.MaxStreamhosts+4)*n.t.hostTimeout())
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(s5b.MaxStreamhosts+4)*n.t.HostTimeoutOrDefault())
 	defer cancel()
 	dialed := make(chan dialResult, 1)
 	go func() { dialed <- n.dialRemote(ctx) }()
@@ -344,7 +312,7 @@ func (n *negotiation) nominate(ctx context.Context, ours *dialResult, r *s5bRepo
 			if ok {
 				return &Stream{Conn: c, Method: "s5b", Via: "direct"}, nil
 			}
-		case <-time.After(n.t.hostTimeout()):
+		case <-time.After(n.t.HostTimeoutOrDefault()):
 		case <-ctx.Done():
 		}
 		n.release()
@@ -362,11 +330,11 @@ func (n *negotiation) nominate(ctx context.Context, ours *dialResult, r *s5bRepo
 // activate connects to our proxy candidate that the peer used, activates
 // the stream there and tells the peer (XEP-0260 §2.4).
 func (n *negotiation) activate(ctx context.Context, h s5b.Streamhost, cid string) (net.Conn, error) {
-	conn, err := s5b.Dial(ctx, h, n.dstAddr(true), n.t.hostTimeout())
+	conn, err := s5b.Dial(ctx, h, n.dstAddr(true), n.t.HostTimeoutOrDefault())
 	if err != nil {
 		return nil, fmt.Errorf("connecting to proxy %s: %w", h.JID, err)
 	}
-	actx, cancel := context.WithTimeout(ctx, n.t.hostTimeout())
+	actx, cancel := context.WithTimeout(ctx, n.t.HostTimeoutOrDefault())
 	err = s5b.Activate(actx, n.c.m.s, h.JID, n.s5bSID, n.c.peer)
 	cancel()
 	if err == nil {
@@ -381,7 +349,7 @@ func (n *negotiation) activate(ctx context.Context, h s5b.Streamhost, cid string
 
 // awaitActivation waits for the peer to activate its proxy candidate.
 func (n *negotiation) awaitActivation(ctx context.Context, cid string, r *s5bReports) error {
-	timer := time.NewTimer(2 * n.t.hostTimeout())
+	timer := time.NewTimer(2 * n.t.HostTimeoutOrDefault())
 	defer timer.Stop()
 	for r.activated != cid {
 		if r.proxyError {

@@ -83,9 +83,18 @@ func (r *Receiver) storeJingle(in *jingle.Incoming, a *admitted, o offerFacts) (
 			_ = in.Finish(context.WithoutCancel(r.ctx), reason, err.Error())
 		}
 	}()
-	tr := &jingle.Transports{NoDirect: r.opts.S5B.NoDirect, HostTimeout: r.opts.S5B.hostTimeout(), IBB: r.opts.IBB, InBand: r.ibb}
+	tr := r.streams
+	// Candidates of our own (XEP-0260 lets the responder offer them) only
+	// where they cannot expose this machine's interface addresses by
+	// surprise: a loopback server, or addresses the user gave.
+	if o := &r.opts.S5B; !o.NoDirect && (o.ServerLoopback || len(o.DirectAddrs) > 0) {
+		if srv, hosts, err := listenDirect(r.ctx, o); err == nil {
+			defer srv.Close()
+			tr.Server, tr.Direct = srv, hosts
+		}
+	}
 	octx, cancel := context.WithTimeout(r.ctx, orDefault(r.opts.OpenTimeout, 2*time.Minute))
-	st, err := in.Accept(octx, tr, a.offset)
+	st, err := in.Accept(octx, &tr, a.offset)
 	cancel()
 	if err != nil {
 		return res, fmt.Errorf("transfer: %s accepted but no bytestream came from %s: %w", a.name, o.From, err)

@@ -48,30 +48,6 @@ func (sd *Sender) jingleManager() *jingle.Manager {
 	return sd.jingle
 }
 
-// jingleTransports gathers what the offer may use: our own streamhost and
-// the server's proxies (XEP-0260) unless in-band is forced, and in-band
-// (XEP-0261) unless SOCKS5 is forced. The returned func releases them.
-func (sd *Sender) jingleTransports(ctx context.Context) (jingle.Transports, func()) {
-	t := jingle.Transports{
-		NoS5B:       sd.Opts.Method == "jingle-ibb",
-		NoIBB:       sd.Opts.Method == "jingle-s5b",
-		HostTimeout: sd.Opts.S5B.hostTimeout(),
-		IBB:         sd.ibbOptions(),
-	}
-	release := func() {}
-	if t.NoS5B {
-		return t, release
-	}
-	if !sd.Opts.S5B.NoDirect {
-		if srv, hosts, err := sd.listenDirect(ctx); err == nil {
-			t.Server, t.Direct = srv, hosts
-			release = func() { srv.Close() }
-		}
-	}
-	t.Proxies, _ = sd.proxyHosts(ctx)
-	return t, release
-}
-
 // sendJingle offers the file in a Jingle session (XEP-0234) and sends it
 // over the transport the session settles on.
 func (sd *Sender) sendJingle(ctx context.Context, to, path string, info *disco.Info) (*Result, error) {
@@ -88,7 +64,7 @@ func (sd *Sender) sendJingle(ctx context.Context, to, path string, info *disco.I
 	digest := &jingle.Digest{Algo: "sha-256", Sum: sums.sha256}
 	file := jingle.FileInfo{Name: src.name, Size: size, Date: src.st.ModTime(), Desc: sd.Opts.Desc,
 		MediaType: "application/octet-stream", Hash: digest, CanRange: !sd.Opts.NoResume}
-	tr, release := sd.jingleTransports(ctx)
+	tr, release := sd.streams(ctx, sd.Opts.Method == "jingle-ibb", sd.Opts.Method == "jingle-s5b")
 	defer release()
 	quirks := info != nil && isLibervia(info)
 	res := &Result{Peer: to, Name: src.name, Path: path, Size: size, Method: "jingle", Digest: "sha-256:" + digest.Hex()}
@@ -121,38 +97,23 @@ func (sd *Sender) sendJingle(ctx context.Context, to, path string, info *disco.I
 	if err != nil {
 		return res, fmt.Errorf("transfer: no bytestream to %s: %w", to, err)
 	}
-	defer st.Close()
-	res.Method, res.Via, res.Fallback = "jingle-"+st.Method, st.Via, st.Fallback
-	if st.Fallback != "" {
-		ev.Type, ev.Method, ev.Error = "fallback", res.Method, "SOCKS5 failed, falling back to in-band: "+st.Fallback
-		sd.Obs.emit(ev)
-	}
-	n, err := sd.copyOut(ctx, st, src, o.Offset, length)
-	if err == nil {
-		err = st.Close()
-	}
-	if err == nil {
-		err = o.Finish(ctx)
-	} else {
-		select {
-		case te := <-o.Ended():
-			err = fmt.Errorf("%w (%w)", err, te)
-		default:
-			o.Abort(jingle.ReasonCancel, "")
+	res.Method = "jingle-" + st.Method
+	return sd.deliver(ctx, st, src, o.Offset, length, start, res, ev, func(err error) error {
+		if err == nil {
+			err = o.Finish(ctx)
+		} else {
+			st.Close() // the receiver keeps what it got, then learns why
+			select {
+			case te := <-o.Ended():
+				err = fmt.Errorf("%w (%w)", err, te)
+			default:
+				o.Abort(jingle.ReasonCancel, "")
+			}
 		}
-	}
-	res.Elapsed = time.Since(start)
-	if err != nil {
 		var te *jingle.TerminatedError
 		if errors.As(err, &te) && te.Reason == jingle.ReasonMediaError {
 			err = fmt.Errorf("%w: %w", ErrIntegrity, err)
 		}
-		return res, fmt.Errorf("transfer: sending %s after %d bytes: %w", src.name, n, err)
-	}
-	ev.Type, ev.Bytes, ev.Seconds, ev.Method, ev.Via = "done", n, res.Elapsed.Seconds(), res.Method, res.Via
-	if s := res.Elapsed.Seconds(); s > 0 {
-		ev.Rate = float64(n) / s
-	}
-	sd.Obs.emit(ev)
-	return res, nil
+		return err
+	})
 }

@@ -3,7 +3,6 @@ package transfer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"strconv"
 	"time"
@@ -36,81 +35,9 @@ type S5BOptions struct {
 
 func (o *S5BOptions) hostTimeout() time.Duration { return orDefault(o.HostTimeout, 5*time.Second) }
 
-// requestTimeout bounds the whole streamhost negotiation: the target tries
-// up to s5b.MaxStreamhosts hosts one after another.
-func (o *S5BOptions) requestTimeout() time.Duration {
-	return o.hostTimeout()*time.Duration(s5b.MaxStreamhosts) + 10*time.Second
-}
-
-// s5bConnect runs the requester's side of XEP-0065 for sid and returns the
-// bytestream, ready to write.
-func (sd *Sender) s5bConnect(ctx context.Context, to, sid string) (net.Conn, string, error) {
-	me := sd.S.JID()
-	dst := s5b.DstAddr(sid, me, to)
-	var hosts []s5b.Streamhost
-	var direct <-chan net.Conn
-	var directErr error
-	if !sd.Opts.S5B.NoDirect {
-		srv, hs, err := sd.listenDirect(ctx)
-		if err == nil {
-			defer srv.Close()
-			if direct, err = srv.Expect(dst); err == nil {
-				hosts = append(hosts, hs...)
-			}
-		}
-		directErr = err
-	}
-	proxies, proxyErr := sd.proxyHosts(ctx)
-	hosts = append(hosts, proxies...)
-	if len(hosts) > s5b.MaxStreamhosts {
-		hosts = hosts[:s5b.MaxStreamhosts]
-	}
-	if len(hosts) == 0 {
-		return nil, "", fmt.Errorf("%w: no direct address (%v) and no proxy (%v)", s5b.ErrNoStreamhost, directErr, proxyErr)
-	}
-	rctx, cancel := context.WithTimeout(ctx, sd.Opts.S5B.requestTimeout())
-	used, err := s5b.Request(rctx, sd.S, to, sid, hosts)
-	cancel()
-	if err != nil {
-		return nil, "", err
-	}
-	if session.EqualJID(used, me) {
-		select {
-		case c, ok := <-direct:
-			if !ok {
-				return nil, "", fmt.Errorf("%w: %s reported our streamhost but never connected", s5b.ErrNoStreamhost, to)
-			}
-			return c, "direct", nil
-		case <-time.After(sd.Opts.S5B.hostTimeout()):
-			return nil, "", fmt.Errorf("%w: %s reported our streamhost but its connection did not arrive", s5b.ErrNoStreamhost, to)
-		case <-ctx.Done():
-			return nil, "", ctx.Err()
-		}
-	}
-	for _, h := range proxies {
-		if !session.EqualJID(h.JID, used) {
-			continue
-		}
-		conn, err := s5b.Dial(ctx, h, dst, sd.Opts.S5B.hostTimeout())
-		if err != nil {
-			return nil, "", fmt.Errorf("connecting to proxy %s at %s: %w", used, h.Addr(), err)
-		}
-		actx, cancel := context.WithTimeout(ctx, sd.Opts.S5B.hostTimeout())
-		err = s5b.Activate(actx, sd.S, used, sid, to)
-		cancel()
-		if err != nil {
-			conn.Close()
-			return nil, "", fmt.Errorf("activating the bytestream on proxy %s: %w", used, err)
-		}
-		return conn, "proxy " + session.Bare(used), nil // ejabberd adds a node resource
-	}
-	return nil, "", fmt.Errorf("%w: %s used %s", s5b.ErrUnexpectedStreamhost, to, used)
-}
-
 // listenDirect starts our own streamhost and returns the addresses to
-// advertise for it, best first.
-func (sd *Sender) listenDirect(ctx context.Context) (*s5b.Server, []s5b.Streamhost, error) {
-	o := &sd.Opts.S5B
+// advertise for it, best first (their JIDs are left to the negotiator).
+func listenDirect(ctx context.Context, o *S5BOptions) (*s5b.Server, []s5b.Streamhost, error) {
 	port := strconv.Itoa(o.ListenPort)
 	var listen []string
 	if o.ServerLoopback {
@@ -124,7 +51,6 @@ func (sd *Sender) listenDirect(ctx context.Context) (*s5b.Server, []s5b.Streamho
 	}
 	_, actual, _ := net.SplitHostPort(srv.Addrs()[0])
 	p, _ := strconv.Atoi(actual)
-	me := sd.S.JID()
 	var hosts []s5b.Streamhost
 	for _, a := range o.DirectAddrs {
 		host, hp, err := net.SplitHostPort(a)
@@ -134,13 +60,13 @@ func (sd *Sender) listenDirect(ctx context.Context) (*s5b.Server, []s5b.Streamho
 		} else if n, err := strconv.Atoi(hp); err == nil {
 			hport = n
 		}
-		hosts = append(hosts, s5b.Streamhost{JID: me, Host: host, Port: hport})
+		hosts = append(hosts, s5b.Streamhost{Host: host, Port: hport})
 	}
 	if o.ServerLoopback {
-		hosts = append(hosts, s5b.Streamhost{JID: me, Host: "127.0.0.1", Port: p})
+		hosts = append(hosts, s5b.Streamhost{Host: "127.0.0.1", Port: p})
 	} else {
 		for _, ip := range interfaceIPs() {
-			hosts = append(hosts, s5b.Streamhost{JID: me, Host: ip.String(), Port: p})
+			hosts = append(hosts, s5b.Streamhost{Host: ip.String(), Port: p})
 		}
 	}
 	return srv, hosts, nil
@@ -198,48 +124,3 @@ func (sd *Sender) proxyHosts(ctx context.Context) ([]s5b.Streamhost, error) {
 	})
 	return sd.proxies, sd.proxyErr
 }
-
-// s5bRequest is the target's side: for an accepted offer only, try the
-// streamhosts in order and answer with the one that worked.
-func (r *Receiver) s5bRequest(ctx context.Context, from string, q *s5b.Query) ([]byte, error) {
-	key := streamKey(q.SID, from)
-	r.mu.Lock()
-	ch := r.s5bWaiting[key]
-	r.mu.Unlock()
-	if ch == nil {
-		// No accepted offer: a stranger cannot make us dial anywhere.
-		return nil, session.NewError(session.CondNotAcceptable, "no such stream")
-	}
-	var hosts []s5b.Streamhost
-	for _, h := range q.Streamhosts {
-		if r.opts.S5B.NoDirect && session.EqualJID(h.JID, from) {
-			continue
-		}
-		hosts = append(hosts, h)
-	}
-	cctx, cancel := context.WithTimeout(ctx, r.opts.S5B.requestTimeout())
-	defer cancel()
-	conn, used, err := s5b.Connect(cctx, hosts, s5b.DstAddr(q.SID, from, r.s.JID()), r.opts.S5B.hostTimeout(), s5b.MaxStreamhosts)
-	if err != nil {
-		select {
-		case ch <- s5bResult{err: err}:
-		default:
-		}
-		return nil, session.NewError(session.CondItemNotFound, "no streamhost could be reached")
-	}
-	select {
-	case ch <- s5bResult{conn: conn, via: used}:
-	default:
-		conn.Close() // a second request for the same stream
-		return nil, session.NewError(session.CondNotAcceptable, "stream already connected")
-	}
-	return s5b.MarshalUsed(q.SID, used.JID), nil
-}
-
-type s5bResult struct {
-	conn net.Conn
-	via  s5b.Streamhost
-	err  error
-}
-
-func streamKey(sid, from string) string { return sid + "\x00" + from }

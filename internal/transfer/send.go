@@ -11,18 +11,19 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"xfer/internal/bytestream"
 	"xfer/internal/disco"
 	"xfer/internal/ibb"
 	"xfer/internal/jingle"
 	"xfer/internal/negotiate"
 	"xfer/internal/s5b"
 	"xfer/internal/session"
+	"xfer/internal/si"
 	"xfer/internal/upload"
 )
 
@@ -175,18 +176,35 @@ func (sd *Sender) Send(ctx context.Context, to, path string) (*Result, error) {
 	sd.Obs.emit(ev)
 
 	start := time.Now()
-	conn, err := sd.openStream(ctx, to, offer, acc, res, ev)
+	o, release := sd.streams(ctx, acc.Method != MethodS5B, false)
+	defer release()
+	bs, err := si.Open(ctx, sd.S, to, offer, acc, &o)
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("transfer: %w", err)
 	}
-	defer conn.Close()
-	n, err := sd.copyOut(ctx, conn, src, acc.Offset, length)
+	res.Method = bs.Method
+	return sd.deliver(ctx, bs, src, acc.Offset, length, start, res, ev, func(err error) error { return err })
+}
+
+// deliver writes the file to the stream, lets the protocol finish (SI has
+// nothing to add; Jingle waits for the receiver's word) and reports the
+// outcome.
+func (sd *Sender) deliver(ctx context.Context, st *bytestream.Stream, src *source, offset, length int64, start time.Time, res *Result, ev Event, finish func(error) error) (*Result, error) {
+	defer st.Close()
+	res.Via, res.Fallback = st.Via, st.Fallback
+	if st.Fallback != "" {
+		ev.Type, ev.Method, ev.Error = "fallback", res.Method, "SOCKS5 failed, falling back to in-band: "+st.Fallback
+		sd.Obs.emit(ev)
+		ev.Error = ""
+	}
+	n, err := sd.copyOut(ctx, st, src, offset, length)
 	if err == nil {
-		err = conn.Close()
+		err = st.Close()
 	}
+	err = finish(err)
 	res.Elapsed = time.Since(start)
 	if err != nil {
-		return res, fmt.Errorf("transfer: sending %s after %d bytes: %w", name, n, err)
+		return res, fmt.Errorf("transfer: sending %s after %d bytes: %w", src.name, n, err)
 	}
 	ev.Type, ev.Bytes, ev.Seconds, ev.Method, ev.Via = "done", n, res.Elapsed.Seconds(), res.Method, res.Via
 	if s := res.Elapsed.Seconds(); s > 0 {
@@ -196,28 +214,23 @@ func (sd *Sender) Send(ctx context.Context, to, path string) (*Result, error) {
 	return res, nil
 }
 
-// openStream opens the accepted bytestream: S5B, falling back to IBB on
-// the same sid when S5B fails and IBB was offered too (the convention
-// Pidgin set, which receivers expect).
-func (sd *Sender) openStream(ctx context.Context, to string, offer *negotiate.Offer, acc *negotiate.Accept, res *Result, ev Event) (net.Conn, error) {
-	if acc.Method == MethodS5B {
-		conn, via, err := sd.s5bConnect(ctx, to, offer.SID)
-		if err == nil {
-			res.Via = via
-			return conn, nil
-		}
-		if ctx.Err() != nil || !slices.Contains(offer.Methods, MethodIBB) {
-			return nil, fmt.Errorf("transfer: SOCKS5 bytestream to %s: %w", to, err)
-		}
-		res.Method, res.Fallback = "ibb", err.Error()
-		ev.Type, ev.Method, ev.Error = "fallback", "ibb", "SOCKS5 failed, falling back to in-band: "+err.Error()
-		sd.Obs.emit(ev)
+// streams gathers the bytestreams a transfer may use: our own streamhost
+// and the server's proxies unless noS5B, in-band unless noIBB. The
+// returned func releases them.
+func (sd *Sender) streams(ctx context.Context, noS5B, noIBB bool) (bytestream.Options, func()) {
+	o := bytestream.Options{NoS5B: noS5B, NoIBB: noIBB, HostTimeout: sd.Opts.S5B.hostTimeout(), IBB: sd.ibbOptions()}
+	release := func() {}
+	if noS5B {
+		return o, release
 	}
-	conn, err := ibb.Open(ctx, sd.S, to, offer.SID, sd.ibbOptions())
-	if err != nil {
-		return nil, fmt.Errorf("transfer: opening the in-band bytestream to %s: %w", to, err)
+	if !sd.Opts.S5B.NoDirect {
+		if srv, hosts, err := listenDirect(ctx, &sd.Opts.S5B); err == nil {
+			o.Server, o.Direct = srv, hosts
+			release = func() { srv.Close() }
+		}
 	}
-	return conn, nil
+	o.Proxies, _ = sd.proxyHosts(ctx)
+	return o, release
 }
 
 // ibbOptions are the options of the in-band streams the sender opens.
