@@ -102,8 +102,9 @@ for the rest only (XEP-0096 range) and checks the MD5 of the whole file.`,
 				return err
 			}
 			// On the way out (Ctrl-C included), let transfers in progress
-			// close their files; cancelling the context ends them.
-			defer r.Wait()
+			// close their files (cancelling the context ends them) and the
+			// last answers leave before the session closes.
+			defer r.Close()
 			out.info("receiving as %s into %s", s.JID(), o.dir)
 			var firstErr error
 			for done := 0; count == 0 || done < count; done++ {

@@ -76,6 +76,8 @@ type Session struct {
 	messages  []func(Message)
 	err       error // why the session ended
 	done      chan struct{}
+	inflight  int           // requests being handled and answered
+	idle      chan struct{} // closed when inflight drops to 0 (Quiesce)
 }
 
 func newSession(jid string, tr transport, iqTimeout time.Duration, debug io.Writer) *Session {
@@ -112,6 +114,38 @@ func (s *Session) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err
+}
+
+// Quiesce waits, within ctx, until the requests being handled have been
+// answered: call it after removing the handlers (Handle with nil) and
+// before Close, so that no answer is lost with the connection.
+func (s *Session) Quiesce(ctx context.Context) error {
+	s.mu.Lock()
+	if s.inflight == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	if s.idle == nil {
+		s.idle = make(chan struct{})
+	}
+	idle := s.idle
+	s.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// handled ends one request's handling, waking Quiesce after the last.
+func (s *Session) handled() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight--; s.inflight == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
 }
 
 // Close ends the session. It is safe to call more than once.
@@ -309,6 +343,10 @@ func (s *Session) dispatch(iq *IQ) {
 			p.reply <- iq // buffered: never blocks
 		}
 	case TypeGet, TypeSet:
+		s.mu.Lock()
+		s.inflight++
+		s.mu.Unlock()
+		defer s.handled()
 		ns := iq.PayloadName().Space
 		s.mu.Lock()
 		h := s.handlers[handlerKey{iq.Type, ns}]

@@ -87,7 +87,7 @@ func (r *Receiver) oobRequest(ctx context.Context, iq *session.IQ) ([]byte, erro
 // oobMessage fetches the links of a message from an allowed sender, fire
 // and forget: nothing is answered.
 func (r *Receiver) oobMessage(m session.Message) {
-	if m.Type == "error" || m.Type == "groupchat" {
+	if m.Type == "error" || m.Type == "groupchat" || r.closed.Load() {
 		return
 	}
 	links, _ := oob.ParseLinks(m.Payload)

@@ -406,3 +406,29 @@ func TestIntegrationAutoChoosesUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A receiver that ends right after its one file (receive --once) closes
+// before its session: the answer to the out-of-band offer, which tells the
+// sender the file arrived, still leaves. Repeated, since the loss it guards
+// against was a race.
+func TestIntegrationOOBReceiverCloseKeepsAnswer(t *testing.T) {
+	ss := login(t, "alice", "oob-close")
+	p, _ := writeRandom(t, t.TempDir(), "once.bin", 2000)
+	for i := 0; i < 5; i++ {
+		r, rs, _ := oobReceiver(t, "bob", ReceiveOptions{Allow: []string{"alice@localhost"}})
+		sent := make(chan error, 1)
+		go func() {
+			sd := &Sender{S: ss, Opts: SendOptions{Method: "oob", AcceptTimeout: 20 * time.Second, S5B: S5BOptions{ServerLoopback: true}}}
+			_, err := sd.Send(context.Background(), rs.JID(), p)
+			sent <- err
+		}()
+		if _, err := next(t, r); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		rs.Close()
+		if err := <-sent; err != nil {
+			t.Fatalf("round %d: the sender did not learn of the delivery: %v", i, err)
+		}
+	}
+}

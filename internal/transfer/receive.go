@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"xfer/internal/bytestream"
@@ -14,6 +15,7 @@ import (
 	"xfer/internal/jingle"
 	"xfer/internal/negotiate"
 	"xfer/internal/oob"
+	"xfer/internal/s5b"
 	"xfer/internal/session"
 	"xfer/internal/si"
 )
@@ -54,6 +56,7 @@ type Receiver struct {
 	active  map[string]bool // part files being written
 	perPeer map[string]int  // transfers in progress by sender's bare JID
 	results chan outcome
+	closed  atomic.Bool // Close was called: links in messages are ignored
 }
 
 type outcome struct {
@@ -117,6 +120,33 @@ func (r *Receiver) Next(ctx context.Context) (*Result, error) {
 // receiver's context is cancelled they end promptly, their part files
 // closed and kept.
 func (r *Receiver) Wait() { r.wg.Wait() }
+
+// handled lists the requests a Receiver answers, for Close.
+var handled = []struct{ typ, ns string }{
+	{session.TypeGet, disco.NSInfo}, {session.TypeSet, negotiate.NS}, {session.TypeSet, s5b.NS},
+	{session.TypeSet, ibb.NS}, {session.TypeSet, jingle.NS}, {session.TypeSet, oob.NSIQ},
+}
+
+// closeWait bounds Close's wait for answers still on their way.
+const closeWait = 2 * time.Second
+
+// Close ends the receiver before its session closes: it waits for the
+// transfers in progress, stops taking requests (they are answered
+// service-unavailable from then on) and waits, briefly, for the answers of
+// requests still being handled, such as an out-of-band fetch whose result
+// is what tells the sender the file arrived. Close the session after it.
+func (r *Receiver) Close() {
+	r.wg.Wait()
+	r.closed.Store(true)
+	for _, h := range handled {
+		r.s.Handle(h.typ, h.ns, nil)
+	}
+	if q, ok := r.s.(interface{ Quiesce(context.Context) error }); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+		defer cancel()
+		_ = q.Quiesce(ctx)
+	}
+}
 
 func sessionErr(s Session) error {
 	if e, ok := s.(interface{ Err() error }); ok && e.Err() != nil {
