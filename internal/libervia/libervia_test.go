@@ -1,0 +1,250 @@
+package libervia
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"xfer/internal/testserver"
+)
+
+// The package's server and its two Libervia peers, shared by the tests.
+var (
+	srv        *testserver.Server
+	alice, bob *Peer
+	skipReason string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if !Installed() {
+		msg := "Libervia is not installed: " + InstallCommand
+		if os.Getenv("CI") != "" {
+			fmt.Fprintln(os.Stderr, "FAIL:", msg)
+			return 1
+		}
+		skipReason = msg
+		return m.Run()
+	}
+	var err error
+	if srv, err = testserver.Start(testserver.Options{}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer srv.Stop()
+	if srv.ProxyJID == "" || srv.CAFile == "" {
+		fmt.Fprintln(os.Stderr, "want a TLS server with proxy65")
+		return 1
+	}
+	for _, u := range []string{"alice", "bob"} {
+		if err := srv.Register(u, u+"-pw"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	// Both backends start at once: each takes a few seconds, mostly imports.
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	var errA, errB error
+	wg.Add(2)
+	go func() { defer wg.Done(); alice, errA = StartPeer(ctx, srv, "alice", "alice-pw", Options{}) }()
+	go func() { defer wg.Done(); bob, errB = StartPeer(ctx, srv, "bob", "bob-pw", Options{}) }()
+	wg.Wait()
+	for _, p := range []*Peer{alice, bob} {
+		if p != nil {
+			defer p.Stop()
+		}
+	}
+	if err := errors.Join(errA, errB); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for _, p := range []*Peer{alice, bob} {
+		fmt.Fprintf(os.Stderr, "libervia %s: backend ready in %.1fs, connected in %.1fs\n", p.JID(), p.StartSecs, p.ConnectSecs)
+	}
+	code := m.Run()
+	if code != 0 {
+		for _, p := range []*Peer{alice, bob} {
+			p.Keep()
+			fmt.Fprintf(os.Stderr, "libervia %s: directory kept: %s\n", p.JID(), p.Dir())
+		}
+	}
+	return code
+}
+
+func requireLibervia(t *testing.T) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+}
+
+// writeRandom writes size random bytes to dir/name and returns the path
+// and their SHA-256.
+func writeRandom(t *testing.T, dir, name string, size int64) (string, string) {
+	t.Helper()
+	p, _ := testserver.WriteRandom(t, dir, name, size)
+	return p, sha256File(t, p)
+}
+
+func sha256File(t *testing.T, p string) string {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Libervia sends to Libervia, alice to bob's full JID, over each path the
+// rig can force; the file bob stored must be the one alice sent.
+func TestLiberviaToLibervia(t *testing.T) {
+	requireLibervia(t)
+	modes := []struct {
+		name     string
+		send     SendOptions
+		recv     RecvOptions
+		verified bool     // Jingle carries a XEP-0300 checksum, SI none
+		wire     []string // in alice's stanzas of the transfer
+		notWire  []string
+		small    bool // the small size only
+	}{
+		{
+			name: "jingle-s5b-direct",
+			send: SendOptions{Method: "jingle", Transport: "s5b", S5B: "direct"},
+			recv: RecvOptions{S5B: "direct"},
+			wire: []string{"<description xmlns='urn:xmpp:jingle:apps:file-transfer:5'>", "<transport xmlns='urn:xmpp:jingle:transports:s5b:1'", "<candidate-used", "<hash xmlns='urn:xmpp:hashes:2' algo='sha-256'>"},
+			// no proxy candidate, no fallback to IBB
+			notWire:  []string{"<open xmlns='http://jabber.org/protocol/ibb'", "type='proxy'"},
+			verified: true,
+		},
+		{
+			name:     "jingle-ibb",
+			send:     SendOptions{Method: "jingle", Transport: "ibb"},
+			wire:     []string{"<description xmlns='urn:xmpp:jingle:apps:file-transfer:5'>", "<transport xmlns='urn:xmpp:jingle:transports:ibb:1'", "<open xmlns='http://jabber.org/protocol/ibb'", "<hash xmlns='urn:xmpp:hashes:2' algo='sha-256'>"},
+			notWire:  []string{"<transport xmlns='urn:xmpp:jingle:transports:s5b:1'"},
+			verified: true,
+		},
+		{
+			name:    "si",
+			send:    SendOptions{Method: "si"},
+			wire:    []string{"<file xmlns='http://jabber.org/protocol/si/profile/file-transfer'", "<query xmlns='http://jabber.org/protocol/bytestreams'", "<streamhost-used"},
+			notWire: []string{"<jingle xmlns='urn:xmpp:jingle:1'", "<open xmlns='http://jabber.org/protocol/ibb'"},
+		},
+		{
+			// SI with the receiver accepting IBB only: XEP-0047, 100 KiB only
+			name:    "si-ibb",
+			send:    SendOptions{Method: "si"},
+			recv:    RecvOptions{SIMethods: "ibb"},
+			wire:    []string{"<file xmlns='http://jabber.org/protocol/si/profile/file-transfer'", "<open xmlns='http://jabber.org/protocol/ibb'"},
+			notWire: []string{"<jingle xmlns='urn:xmpp:jingle:1'", "<streamhost-used"},
+			small:   true,
+		},
+	}
+	sizes := []struct {
+		name string
+		size int64
+	}{
+		{"100KiB", 100 << 10},
+		{"5MiB", 5 << 20},
+	}
+	for _, m := range modes {
+		for _, sz := range sizes {
+			if m.small && sz.size > 1<<20 {
+				continue
+			}
+			t.Run(m.name+"/"+sz.name, func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+				defer cancel()
+				name := fmt.Sprintf("%s-%s.bin", m.name, sz.name)
+				src, sum := writeRandom(t, t.TempDir(), name, sz.size)
+				dir := t.TempDir()
+
+				r, err := bob.Receive(ctx, dir, alice.Bare(), m.recv)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer r.Close()
+				mark := alice.LogMark()
+				sent, err := alice.Send(ctx, src, bob.JID(), m.send)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := r.Next(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if sent.SHA256 != sum || sent.Size != sz.size {
+					t.Errorf("alice sent %+v, want size %d sha256 %s", sent, sz.size, sum)
+				}
+				if got.Path != filepath.Join(dir, name) || got.Size != sz.size || got.SHA256 != sum || got.From != alice.JID() {
+					t.Errorf("bob received %+v, want %s (%d bytes, sha256 %s) from %s", got, filepath.Join(dir, name), sz.size, sum, alice.JID())
+				}
+				if disk := sha256File(t, filepath.Join(dir, name)); disk != sum {
+					t.Errorf("sha256 on disk %s, want %s", disk, sum)
+				}
+				if got.HashVerified != m.verified || (m.verified && got.HashAlgo != "sha-256") {
+					t.Errorf("hash_verified=%v hash_algo=%q, want %v", got.HashVerified, got.HashAlgo, m.verified)
+				}
+				wire := alice.StanzasSince(mark)
+				for _, w := range m.wire {
+					if !strings.Contains(wire, w) {
+						t.Errorf("alice's stanzas lack %q", w)
+					}
+				}
+				for _, w := range m.notWire {
+					if strings.Contains(wire, w) {
+						t.Errorf("alice's stanzas contain %q", w)
+					}
+				}
+				if t.Failed() {
+					t.Logf("alice's stanzas:\n%s", wire)
+				}
+				t.Logf("%s %s: send %.2fs, receive %.2fs, hash_verified=%v", m.name, sz.name, sent.Secs, got.Secs, got.HashVerified)
+			})
+		}
+	}
+}
+
+// A Jingle offer that Libervia's receiver declines ends the sender's
+// progress with "declined": Send reports ErrDeclined, and nothing is stored.
+func TestLiberviaDeclines(t *testing.T) {
+	requireLibervia(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	src, _ := writeRandom(t, t.TempDir(), "unwanted.bin", 1000)
+	dir := t.TempDir()
+	r, err := bob.Receive(ctx, dir, alice.Bare(), RecvOptions{Decline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, err = alice.Send(ctx, src, bob.JID(), SendOptions{Method: "jingle"})
+	if !errors.Is(err, ErrDeclined) {
+		t.Fatalf("err = %v, want ErrDeclined\n%s", err, r.Output())
+	}
+	if got, err := r.Next(ctx); err == nil || got.OK || got.Error != "declined" {
+		t.Fatalf("receiver: %+v, %v; want a declined result", got, err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("declined offer left files: %v", entries)
+	}
+}
