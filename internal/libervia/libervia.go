@@ -384,6 +384,7 @@ type SendOptions struct {
 	// FixProxyActivate corrects Libervia's XEP-0260 proxy activation call,
 	// without which a proxy it offered and that was chosen ends in IBB.
 	FixProxyActivate bool
+	SIMethods        string // SI stream methods offered: "s5b", "ibb", "s5b,ibb"; "" both, S5B first
 	Name             string // file name to announce; the file's own if empty
 }
 
@@ -410,7 +411,7 @@ func (p *Peer) Send(ctx context.Context, file, to string, o SendOptions) (SendRe
 		defer cancel()
 	}
 	args := []string{"send", file, to}
-	for flag, v := range map[string]string{"--method": o.Method, "--transport": o.Transport, "--s5b": o.S5B, "--name": o.Name} {
+	for flag, v := range map[string]string{"--method": o.Method, "--transport": o.Transport, "--s5b": o.S5B, "--name": o.Name, "--si-methods": o.SIMethods} {
 		if v != "" {
 			args = append(args, flag, v)
 		}

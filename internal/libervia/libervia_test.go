@@ -48,7 +48,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "want a TLS server with proxy65")
 		return 1
 	}
-	for _, u := range []string{"alice", "bob"} {
+	for _, u := range []string{"alice", "bob", "xfer"} {
 		if err := srv.Register(u, u+"-pw"); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

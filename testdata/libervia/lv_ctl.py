@@ -4,7 +4,7 @@ lv_backend.py: set a profile up and connect it, send one file, receive files.
 
     lv_ctl.py --dir DIR setup --jid USER@HOST/RES --password PW --server 127.0.0.1 --port N [--ca]
     lv_ctl.py --dir DIR send FILE FULLJID [--method jingle|si] [--transport s5b|ibb]
-              [--s5b all|direct|proxy|none] [--block-size N] [--fix-proxy-activate]
+              [--s5b all|direct|proxy|none] [--block-size N] [--fix-proxy-activate] [--si-methods ibb]
     lv_ctl.py --dir DIR recv DIR --from BAREJID [--count N] [--overwrite] [--decline]
               [--s5b ...] [--si-methods ibb|s5b|s5b,ibb]
 
@@ -24,7 +24,8 @@ overall --timeout and prints JSON lines on stdout:
 
 The switches of send and recv (method, transport, candidates, ...) are written
 to DIR/force.json, which lv_backend.py reads at each decision. send sets
-method, jingle_transport, s5b_candidates, ibb_block_size, fix_proxy_activate;
+method, jingle_transport, s5b_candidates, ibb_block_size, fix_proxy_activate,
+si_methods;
 recv sets s5b_candidates and si_methods; each to stock when not given. So a
 switch lasts until the next command on that instance.
 """
@@ -205,6 +206,7 @@ async def cmd_send(args, root, signals):
         "s5b_candidates": args.s5b,
         "ibb_block_size": args.block_size or None,
         "fix_proxy_activate": args.fix_proxy_activate,
+        "si_methods": args.si_methods or None,
     })
     path = os.path.abspath(args.file)
     result = {"type": "result", "ok": False, "to": args.jid, "file": path,
@@ -391,6 +393,7 @@ def parse_args():
     s.add_argument("--s5b", choices=["all", "direct", "proxy", "none"], default="all")
     s.add_argument("--block-size", type=int, default=0, help="IBB block size")
     s.add_argument("--fix-proxy-activate", action="store_true")
+    s.add_argument("--si-methods", default="", help="SI stream methods offered: s5b, ibb, s5b,ibb")
 
     s = sub.add_parser("recv", help="accept files from one sender")
     s.add_argument("dest", help="directory to store the files in")
