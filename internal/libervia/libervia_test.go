@@ -150,6 +150,28 @@ func TestLiberviaToLibervia(t *testing.T) {
 			notWire: []string{"<jingle xmlns='urn:xmpp:jingle:1'", "<open xmlns='http://jabber.org/protocol/ibb'"},
 		},
 		{
+			// both offer the proxy only; alice's own proxy candidate wins,
+			// and alice activates it (with Libervia's activation bug fixed,
+			// else it ends in IBB)
+			name:     "jingle-s5b-proxy-fixed",
+			send:     SendOptions{Method: "jingle", S5B: "proxy", FixProxyActivate: true},
+			recv:     RecvOptions{S5B: "proxy"},
+			wire:     []string{"type='proxy'", "<activate>", "<activated"},
+			notWire:  []string{"<open xmlns='http://jabber.org/protocol/ibb'", "<proxy-error"},
+			verified: true,
+			small:    true,
+		},
+		{
+			// no S5B candidates on either side: candidate-error both ways,
+			// then transport-replace to IBB
+			name:     "jingle-fallback-ibb",
+			send:     SendOptions{Method: "jingle", S5B: "none"},
+			recv:     RecvOptions{S5B: "none"},
+			wire:     []string{"<candidate-error", "action='transport-replace'", "action='transport-accept'", "<open xmlns='http://jabber.org/protocol/ibb'"},
+			verified: true,
+			small:    true,
+		},
+		{
 			// SI with the receiver accepting IBB only: XEP-0047, 100 KiB only
 			name:    "si-ibb",
 			send:    SendOptions{Method: "si"},
