@@ -126,6 +126,7 @@ func TestLiberviaToLibervia(t *testing.T) {
 		wire     []string // in alice's stanzas of the transfer
 		notWire  []string
 		small    bool // the small size only
+		bare     bool // send to bob's bare JID
 	}{
 		{
 			name: "jingle-s5b-direct",
@@ -172,6 +173,17 @@ func TestLiberviaToLibervia(t *testing.T) {
 			small:    true,
 		},
 		{
+			// to the bare JID: Jingle Message Initiation (propose, proceed),
+			// and bob's receiver confirms the "not in roster" question
+			name:     "jingle-jmi-bare-jid",
+			send:     SendOptions{Method: "jingle", S5B: "direct"},
+			recv:     RecvOptions{S5B: "direct"},
+			wire:     []string{"<propose xmlns='urn:xmpp:jingle-message:0'", "<proceed xmlns='urn:xmpp:jingle-message:0'", "<candidate-used"},
+			verified: true,
+			small:    true,
+			bare:     true,
+		},
+		{
 			// SI with the receiver accepting IBB only: XEP-0047, 100 KiB only
 			name:    "si-ibb",
 			send:    SendOptions{Method: "si"},
@@ -206,7 +218,11 @@ func TestLiberviaToLibervia(t *testing.T) {
 				}
 				defer r.Close()
 				mark := alice.LogMark()
-				sent, err := alice.Send(ctx, src, bob.JID(), m.send)
+				to := bob.JID()
+				if m.bare {
+					to = bob.Bare()
+				}
+				sent, err := alice.Send(ctx, src, to, m.send)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -268,5 +284,33 @@ func TestLiberviaDeclines(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("declined offer left files: %v", entries)
+	}
+}
+
+// Start's cleanup stops the backend (by its PID) and removes its directory
+// when the test passed.
+func TestStartStop(t *testing.T) {
+	requireLibervia(t)
+	if err := srv.Register("carol", "carol-pw"); err != nil {
+		t.Fatal(err)
+	}
+	var p *Peer
+	t.Run("start", func(t *testing.T) {
+		p = Start(t, srv, "carol", "carol-pw", Options{Resource: "probe"})
+		if p.JID() != "carol@localhost/probe" || p.Bare() != "carol@localhost" {
+			t.Fatalf("JID %q, bare %q", p.JID(), p.Bare())
+		}
+		t.Logf("carol: backend ready in %.1fs, connected in %.1fs", p.StartSecs, p.ConnectSecs)
+	})
+	if p == nil {
+		t.Fatal("no peer")
+	}
+	select {
+	case <-p.exited:
+	default:
+		t.Fatal("backend still running after the test's cleanup")
+	}
+	if _, err := os.Stat(p.Dir()); !os.IsNotExist(err) {
+		t.Fatalf("directory %s still there (%v)", p.Dir(), err)
 	}
 }
