@@ -18,7 +18,7 @@ run time (no file under /usr is touched):
   backend never offers nor dials an interface address and never asks to fetch
   http://salut-a-toi.org/whereami/.
 * The XEP-0065 SOCKS5 server listens on 127.0.0.1 on a free port chosen by
-  the kernel ($LV_S5B_PORT to force one), instead of 0.0.0.0 from 28915 up.
+  the kernel ($LV_S5B_PORT to force one), instead of all interfaces.
 * Switches read from DIR/force.json at each decision (a missing file or key
   means stock behaviour):
     method            "jingle" hides SI from fileSend's choice, "si" hides Jingle
