@@ -472,12 +472,13 @@ type Received struct {
 type Receiving struct {
 	p      *Peer
 	cmd    *exec.Cmd
-	lines  chan string
-	done   chan struct{}
-	err    error
-	stderr bytes.Buffer
+	notify chan struct{} // a line was added to all
+	done   chan struct{} // closed once the process has been waited for
+	err    error         // its exit status, valid after done
 	mu     sync.Mutex
-	all    []string
+	stderr bytes.Buffer
+	all    []string // stdout lines so far
+	next   int      // all[next:] not yet consumed by Next
 	once   sync.Once
 }
 
@@ -509,7 +510,7 @@ func (p *Peer) Receive(ctx context.Context, dir, fromBare string, o RecvOptions)
 	if o.SIMethods != "" {
 		args = append(args, "--si-methods", o.SIMethods)
 	}
-	r := &Receiving{p: p, lines: make(chan string, 64), done: make(chan struct{})}
+	r := &Receiving{p: p, notify: make(chan struct{}, 1), done: make(chan struct{})}
 	r.cmd = exec.Command(Python, args...)
 	r.cmd.Env = pythonEnv()
 	r.cmd.Stderr = &lockedWriter{mu: &r.mu, w: &r.stderr}
@@ -536,55 +537,75 @@ func (p *Peer) Receive(ctx context.Context, dir, fromBare string, o RecvOptions)
 			r.mu.Lock()
 			r.all = append(r.all, sc.Text())
 			r.mu.Unlock()
-			r.lines <- sc.Text()
+			select {
+			case r.notify <- struct{}{}:
+			default:
+			}
 		}
 		io.Copy(io.Discard, stdout)
-		close(r.lines)
 		r.err = r.cmd.Wait()
 		close(r.done)
 	}()
-	select {
-	case l, ok := <-r.lines:
-		if ok && l == "READY" {
-			return r, nil
-		}
-		<-r.done
-		err = r.errorf("receiver ended before READY (%v)", r.err)
-	case <-ctx.Done():
-		err = r.errorf("receiver not ready: %v", ctx.Err())
+	l, err := r.line(ctx)
+	if err == nil && l != "READY" {
+		err = r.errorf("receiver printed %q before READY", l)
 	}
-	r.Close()
-	return nil, err
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// line returns the receiver's next unconsumed stdout line.
+func (r *Receiving) line(ctx context.Context) (string, error) {
+	for {
+		r.mu.Lock()
+		if r.next < len(r.all) {
+			l := r.all[r.next]
+			r.next++
+			r.mu.Unlock()
+			return l, nil
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.notify:
+		case <-r.done:
+			r.mu.Lock()
+			more := r.next < len(r.all)
+			r.mu.Unlock()
+			if !more {
+				return "", r.errorf("receiver ended (%v)", r.err)
+			}
+		case <-ctx.Done():
+			return "", r.errorf("receiver: %v", ctx.Err())
+		}
+	}
 }
 
 // Next waits for the receiver's next result. A failed transfer is a
 // Received with OK false and an error naming it.
 func (r *Receiving) Next(ctx context.Context) (Received, error) {
 	for {
-		select {
-		case l, ok := <-r.lines:
-			if !ok {
-				<-r.done
-				return Received{}, r.errorf("receiver ended (%v) without another result", r.err)
+		l, err := r.line(ctx)
+		if err != nil {
+			return Received{}, err
+		}
+		var got struct {
+			Type string `json:"type"`
+			Received
+		}
+		if err := json.Unmarshal([]byte(l), &got); err != nil {
+			return Received{}, r.errorf("receiver printed %q", l)
+		}
+		switch got.Type {
+		case "received":
+			if !got.OK {
+				return got.Received, r.errorf("transfer failed: %s", got.Error)
 			}
-			var got struct {
-				Type string `json:"type"`
-				Received
-			}
-			if err := json.Unmarshal([]byte(l), &got); err != nil {
-				return Received{}, r.errorf("receiver printed %q", l)
-			}
-			switch got.Type {
-			case "received":
-				if !got.OK {
-					return got.Received, r.errorf("transfer failed: %s", got.Error)
-				}
-				return got.Received, nil
-			case "error":
-				return got.Received, r.errorf("receiver: %s", got.Error)
-			}
-		case <-ctx.Done():
-			return Received{}, r.errorf("no result: %v", ctx.Err())
+			return got.Received, nil
+		case "error":
+			return got.Received, r.errorf("receiver: %s", got.Error)
 		}
 	}
 }
