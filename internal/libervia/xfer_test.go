@@ -107,3 +107,33 @@ func TestXferSendsToLibervia(t *testing.T) {
 		})
 	}
 }
+
+// Libervia fails a send at once when the full JID is offline, and when
+// that JID's disco#info has no file transfer feature; and it keeps that
+// answer for the JID: a receiver registered afterwards is not seen.
+func TestLiberviaSendFailures(t *testing.T) {
+	requireLibervia(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	src, _ := writeRandom(t, t.TempDir(), "nowhere.bin", 1000)
+
+	t0 := time.Now()
+	_, err := alice.Send(ctx, src, "xfer@"+srv.Domain+"/offline-"+session.NewID()[:8], SendOptions{})
+	if err == nil || !strings.Contains(err.Error(), "service-unavailable") {
+		t.Fatalf("send to an offline JID: %v, want service-unavailable", err)
+	}
+	t.Logf("offline JID: failed in %.1fs", time.Since(t0).Seconds())
+
+	xs := xferLogin(t) // no receiver yet: disco#info gets an error
+	_, err = alice.Send(ctx, src, xs.JID(), SendOptions{})
+	if err == nil || !strings.Contains(err.Error(), "service-unavailable") {
+		t.Fatalf("send to an xfer without receiver: %v, want service-unavailable", err)
+	}
+	if _, err := transfer.NewReceiver(ctx, xs, transfer.ReceiveOptions{Dir: t.TempDir(), Allow: []string{alice.Bare()}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = alice.Send(ctx, src, xs.JID(), SendOptions{})
+	if err == nil || !strings.Contains(err.Error(), "Can't find any method") {
+		t.Fatalf("second send to the same full JID: %v, want the cached answer (no method)", err)
+	}
+}

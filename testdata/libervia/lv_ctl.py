@@ -156,7 +156,10 @@ def xmlui_text(xmlui):
         root = ET.fromstring(xmlui.encode("utf-8"))
     except ET.ParseError:
         return xmlui
-    return " ".join(t.strip() for t in root.itertext() if t.strip()) or xmlui
+    # the dialog's title too: plugin_misc_file puts its message there
+    # (note("Can't transfer file", msg) swaps message and title)
+    texts = [root.get("title", "")] + [t.strip() for t in root.itertext()]
+    return ": ".join(t for t in texts if t) or xmlui
 
 
 # --- setup --------------------------------------------------------------------
