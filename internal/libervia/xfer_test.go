@@ -88,7 +88,10 @@ func TestXferSendsToLibervia(t *testing.T) {
 			}
 			defer r.Close()
 			src, sum := writeRandom(t, t.TempDir(), "from xfer "+method+".bin", 300<<10)
-			sd := &transfer.Sender{S: xs, Opts: transfer.SendOptions{Method: method, AcceptTimeout: 20 * time.Second}}
+			// ServerLoopback: xfer offers loopback direct streamhosts only
+			// (lv_backend.py would not dial the others anyway)
+			sd := &transfer.Sender{S: xs, Opts: transfer.SendOptions{Method: method, AcceptTimeout: 20 * time.Second,
+				S5B: transfer.S5BOptions{ServerLoopback: true}}}
 			res, err := sd.Send(ctx, bob.JID(), src)
 			if err != nil {
 				t.Fatalf("xfer send: %v\n%s", err, r.Output())

@@ -17,6 +17,8 @@ run time (no file under /usr is touched):
   (default 127.0.0.1, comma-separated) and getExternalIP() returns None, so the
   backend never offers nor dials an interface address and never asks to fetch
   http://salut-a-toi.org/whereami/.
+* S5B candidates and XEP-0065 streamhosts of the peer that are not loopback
+  addresses (or "localhost") are not dialed: they fail as connection refused.
 * The XEP-0065 SOCKS5 server listens on 127.0.0.1 on a free port chosen by
   the kernel ($LV_S5B_PORT to force one), instead of all interfaces.
 * Switches read from DIR/force.json at each decision (a missing file or key
@@ -117,6 +119,14 @@ def switch(name, default=None):
 
 # --- patches ----------------------------------------------------------------
 
+def is_loopback(host):
+    import ipaddress
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def patch_ip(log):
     from twisted.internet import defer
     from sat.plugins import plugin_misc_ip as ip
@@ -148,6 +158,21 @@ def patch_s5b(log):
         return self._server_factory
 
     s5b.XEP_0065.getSocks5ServerFactory = getSocks5ServerFactory
+
+    # A peer may offer interface addresses (a stock xfer or Libervia does):
+    # never dial them, treat them as unreachable.
+    from twisted.internet import defer, error
+
+    orig_connect = s5b.XEP_0065.connectCandidate
+
+    def connectCandidate(self, client, candidate, *args, **kwargs):
+        if not is_loopback(candidate.host):
+            log.warning(f"not dialing non-loopback candidate {candidate}")
+            return defer.fail(error.ConnectionRefusedError(
+                f"lv_backend: {candidate.host} is not a loopback address"))
+        return orig_connect(self, client, candidate, *args, **kwargs)
+
+    s5b.XEP_0065.connectCandidate = connectCandidate
 
     orig_get_candidates = s5b.XEP_0065.getCandidates
 
