@@ -15,8 +15,9 @@
 // Libervia picks its protocols and how to point it at an xfer JID.
 //
 // Everything runs with /usr/bin/python3 (the Debian interpreter, which
-// sees /usr/share/libervia); a backend takes 2-4 s to start and 1-3 s to
-// connect, so a test package starts its peers once and shares them.
+// sees /usr/share/libervia); a backend takes 4-9 s to start on two busy
+// cores and 1-2 s to connect, so a test package starts its peers once and
+// shares them.
 // Every process is stopped by its PID; so is the gpg-agent that Libervia's
 // OX plugin leaves behind (with gpgconf --kill, by its home directory).
 package libervia
@@ -390,15 +391,15 @@ type SendOptions struct {
 
 // SendResult is Libervia's account of a send.
 type SendResult struct {
-	OK         bool              `json:"ok"`
-	Error      string            `json:"error"`
-	ProgressID string            `json:"progress_id"`
-	To         string            `json:"to"`
-	File       string            `json:"file"`
-	Size       int64             `json:"size"`
-	SHA256     string            `json:"sha256"` // of the file sent
-	Secs       float64           `json:"secs"`   // from fileSend to the end of the progress
-	Metadata   map[string]string `json:"metadata"`
+	OK         bool           `json:"ok"`
+	Error      string         `json:"error"`
+	ProgressID string         `json:"progress_id"`
+	To         string         `json:"to"`
+	File       string         `json:"file"`
+	Size       int64          `json:"size"`
+	SHA256     string         `json:"sha256"`   // of the file sent
+	Secs       float64        `json:"secs"`     // from fileSend to the end of the progress
+	Metadata   map[string]any `json:"metadata"` // of Libervia's progressFinished
 }
 
 // Send sends file to the full JID to (a bare JID makes Libervia use Jingle

@@ -151,6 +151,15 @@ func TestLiberviaToLibervia(t *testing.T) {
 			notWire: []string{"<jingle xmlns='urn:xmpp:jingle:1'", "<open xmlns='http://jabber.org/protocol/ibb'"},
 		},
 		{
+			// IBB with 16 KiB blocks instead of Libervia's 4096
+			name:     "jingle-ibb-16k-blocks",
+			send:     SendOptions{Method: "jingle", Transport: "ibb", BlockSize: 16384},
+			wire:     []string{"<transport xmlns='urn:xmpp:jingle:transports:ibb:1'", "<open xmlns='http://jabber.org/protocol/ibb'", "block-size='16384'"},
+			notWire:  []string{"block-size='4096'"},
+			verified: true,
+			small:    true,
+		},
+		{
 			// both offer the proxy only; alice's own proxy candidate wins,
 			// and alice activates it (with Libervia's activation bug fixed,
 			// else it ends in IBB)
