@@ -73,8 +73,13 @@ func Installed() bool {
 	return true
 }
 
-// Scripts is the absolute path of testdata/libervia.
+// Scripts is the absolute path of testdata/libervia, found from this
+// source file's path; $XFER_LIBERVIA_SCRIPTS overrides it (for binaries
+// built with -trimpath).
 func Scripts() string {
+	if d := os.Getenv("XFER_LIBERVIA_SCRIPTS"); d != "" {
+		return d
+	}
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "libervia")
 }
