@@ -323,3 +323,40 @@ func TestStartStop(t *testing.T) {
 		t.Fatalf("directory %s still there (%v)", p.Dir(), err)
 	}
 }
+
+// A second file of the same name: without Overwrite the receiver refuses
+// Libervia's overwrite question and then the offer (the sender sees a
+// decline, the first file stays); with Overwrite it is replaced.
+func TestLiberviaOverwrite(t *testing.T) {
+	requireLibervia(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	send := func(size int64, o RecvOptions) (string, Received, error, error) {
+		t.Helper()
+		src, sum := writeRandom(t, t.TempDir(), "same name.bin", size)
+		r, err := bob.Receive(ctx, dir, alice.Bare(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		_, sendErr := alice.Send(ctx, src, bob.JID(), SendOptions{Method: "jingle", S5B: "direct"})
+		got, recvErr := r.Next(ctx)
+		return sum, got, sendErr, recvErr
+	}
+	first, got, sendErr, recvErr := send(1000, RecvOptions{})
+	if sendErr != nil || recvErr != nil || got.SHA256 != first {
+		t.Fatalf("first file: %v / %v / %+v", sendErr, recvErr, got)
+	}
+	_, got, sendErr, recvErr = send(2000, RecvOptions{})
+	if !errors.Is(sendErr, ErrDeclined) || recvErr == nil || got.Error != "refused: file exists" {
+		t.Fatalf("second file without Overwrite: send %v, receive %+v %v", sendErr, got, recvErr)
+	}
+	if disk := sha256File(t, filepath.Join(dir, "same name.bin")); disk != first {
+		t.Fatalf("the refused offer changed the file")
+	}
+	third, got, sendErr, recvErr := send(3000, RecvOptions{Overwrite: true})
+	if sendErr != nil || recvErr != nil || got.SHA256 != third || got.Size != 3000 {
+		t.Fatalf("third file with Overwrite: %v / %v / %+v", sendErr, recvErr, got)
+	}
+}
