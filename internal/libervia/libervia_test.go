@@ -63,11 +63,16 @@ func run(m *testing.M) int {
 	go func() { defer wg.Done(); alice, errA = StartPeer(ctx, srv, "alice", "alice-pw", Options{}) }()
 	go func() { defer wg.Done(); bob, errB = StartPeer(ctx, srv, "bob", "bob-pw", Options{}) }()
 	wg.Wait()
-	for _, p := range []*Peer{alice, bob} {
-		if p != nil {
-			defer p.Stop()
+	defer func() { // both at once: each takes about a second
+		var wg sync.WaitGroup
+		for _, p := range []*Peer{alice, bob} {
+			if p != nil {
+				wg.Add(1)
+				go func() { defer wg.Done(); p.Stop() }()
+			}
 		}
-	}
+		wg.Wait()
+	}()
 	if err := errors.Join(errA, errB); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
