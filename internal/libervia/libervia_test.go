@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -29,6 +30,11 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		skipReason = "-short: no Libervia backends (they take seconds to start)"
+		return m.Run()
+	}
 	if !Installed() {
 		msg := "Libervia is not installed: " + InstallCommand
 		if os.Getenv("CI") != "" {
