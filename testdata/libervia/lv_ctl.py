@@ -81,13 +81,25 @@ async def sleep(s):
     await task.deferLater(reactor, s, lambda: None)
 
 
-async def bridge(dir_, deadline):
+class Factory(pb.PBClientFactory):
+    """Calls on_lost when an established bridge connection goes away (the
+    backend died): the command fails at once instead of at its timeout."""
+
+    on_lost = None
+
+    def clientConnectionLost(self, connector, reason, reconnecting=0):
+        super().clientConnectionLost(connector, reason, reconnecting)
+        if self.on_lost is not None:
+            self.on_lost(reason)
+
+
+async def bridge(dir_, deadline, on_lost):
     """Connect to the backend's socket and wait until it is initialised."""
     sock = os.path.join(dir_, "local", "bridge_pb")
     root = None
     while root is None:
         if os.path.exists(sock):
-            factory = pb.PBClientFactory()
+            factory = Factory()
             reactor.connectUNIX(sock, factory, timeout=5)
             try:
                 root = await factory.getRootObject()
@@ -97,6 +109,7 @@ async def bridge(dir_, deadline):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no backend on {sock}")
             await sleep(0.1)
+    factory.on_lost = on_lost
     signals = Signals()
     await root.callRemote("initBridge", signals)
     while True:
@@ -416,29 +429,40 @@ def main():
 
     async def run():
         deadline = time.monotonic() + args.timeout
-        root, signals = await bridge(args.dir, deadline)
+        root, signals = await bridge(args.dir, deadline, lost)
         cmd = {"setup": cmd_setup, "send": cmd_send, "recv": cmd_recv}[args.cmd]
         return await cmd(args, root, signals)
 
-    def timeout():
-        note(f"timeout after {args.timeout}s")
-        out({"type": "error", "ok": False, "error": f"timeout after {args.timeout}s"})
-        code[0] = 2
-        reactor.stop()
+    ended = []
 
-    def finished(rc):
+    def end(rc, line=None):
+        """The command's one outcome: later ones (errors while the reactor
+        shuts down) are ignored."""
+        if ended:
+            return
+        ended.append(rc)
+        if line is not None:
+            out(line)
         code[0] = rc
         if timer.active():
             timer.cancel()
         reactor.stop()
 
+    def timeout():
+        note(f"timeout after {args.timeout}s")
+        end(2, {"type": "error", "ok": False, "error": f"timeout after {args.timeout}s"})
+
+    def lost(reason):
+        if not ended:
+            note(f"bridge connection lost: {reason.value}")
+        end(1, {"type": "error", "ok": False, "error": f"backend connection lost: {reason.value}"})
+
+    def finished(rc):
+        end(rc)
+
     def failed(f):
         note(f.getTraceback())
-        out({"type": "error", "ok": False, "error": str(f.value)})
-        code[0] = 1
-        if timer.active():
-            timer.cancel()
-        reactor.stop()
+        end(1, {"type": "error", "ok": False, "error": str(f.value)})
 
     timer = reactor.callLater(args.timeout, timeout)
     reactor.callWhenRunning(lambda: defer.ensureDeferred(run()).addCallbacks(finished, failed))
