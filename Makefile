@@ -7,6 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Debian packages the tests and the demo run: the XMPP server and the
 # independent peer.
 DEB_PKGS := prosody python3-slixmpp ejabberd
+DEB_PKGS += libervia-backend libervia-cli
 
 .PHONY: all build deps test test-short bench fuzz demo vet clean man interop
 
