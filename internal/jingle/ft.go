@@ -119,18 +119,14 @@ func Offer(ctx context.Context, m *Manager, to string, f FileInfo, opts OfferOpt
 // SID is the session's id.
 func (o *Outgoing) SID() string { return o.c.sid }
 
+// awaitAccept waits for the session-accept; what comes before it (e.g.
+// Libervia's candidate-used) is kept for later.
 func (o *Outgoing) awaitAccept(ctx context.Context) error {
-	for {
-		j, err := o.c.next(ctx)
-		if err != nil {
-			return err
-		}
-		if j.Action != ActionSessionAccept {
-			o.c.keep(j) // e.g. Libervia's candidate-used before its accept
-			continue
-		}
-		return o.accepted(j)
+	j, err := o.c.await(ctx, ActionSessionAccept)
+	if err != nil {
+		return err
 	}
+	return o.accepted(j)
 }
 
 func (o *Outgoing) accepted(j *Jingle) error {
@@ -213,27 +209,19 @@ func (o *Outgoing) replace(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, iqTimeout)
 	defer cancel()
-	for {
-		j, err := o.c.next(ctx)
-		if err != nil {
-			return err
-		}
-		switch j.Action {
-		case ActionTransportAccept:
-			if len(j.Contents) > 0 && j.Contents[0].IBB != nil {
-				if bs := j.Contents[0].IBB.BlockSize; bs > 0 && bs < o.n.blockSize {
-					o.n.blockSize = bs
-				}
-			}
-			return nil
-		case ActionTransportReject:
-			return fmt.Errorf("%w: the peer rejected in-band", ErrNoTransport)
-		case ActionTransportInfo:
-			// late SOCKS5 reports
-		default:
-			o.c.keep(j)
+	j, err := o.c.await(ctx, ActionTransportAccept, ActionTransportReject)
+	if err != nil {
+		return err
+	}
+	if j.Action == ActionTransportReject {
+		return fmt.Errorf("%w: the peer rejected in-band", ErrNoTransport)
+	}
+	if len(j.Contents) > 0 && j.Contents[0].IBB != nil {
+		if bs := j.Contents[0].IBB.BlockSize; bs > 0 && bs < o.n.blockSize {
+			o.n.blockSize = bs
 		}
 	}
+	return nil
 }
 
 // Finish ends the session after the bytes were written and the stream

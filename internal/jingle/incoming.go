@@ -169,18 +169,9 @@ func (in *Incoming) awaitReplace(ctx context.Context, why string) (*Stream, erro
 	ctx, cancel := context.WithTimeout(ctx, iqTimeout)
 	defer cancel()
 	for {
-		j, err := in.c.next(ctx)
+		j, err := in.c.await(ctx, ActionTransportReplace)
 		if err != nil {
 			return nil, fmt.Errorf("jingle: waiting for in-band after %s: %w", why, err)
-		}
-		if j.Action != ActionTransportReplace {
-			if j.Action != ActionTransportInfo {
-				in.c.keep(j)
-				if len(in.c.pending) > maxEvents {
-					return nil, fmt.Errorf("%w: %s", ErrNoTransport, why)
-				}
-			}
-			continue
 		}
 		if len(j.Contents) == 0 || j.Contents[0].IBB == nil {
 			rej := Content{Creator: in.c.contentCreator, Name: in.c.contentName}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -212,6 +213,29 @@ func (c *call) takePending() []*Jingle {
 	p := c.pending
 	c.pending = nil
 	return p
+}
+
+// await returns the session's first request with one of the actions,
+// looking at the kept ones first; the others are kept.
+func (c *call) await(ctx context.Context, actions ...string) (*Jingle, error) {
+	for i, j := range c.pending {
+		if slices.Contains(actions, j.Action) {
+			c.pending = slices.Delete(c.pending, i, i+1)
+			return j, nil
+		}
+	}
+	for {
+		j, err := c.next(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if slices.Contains(actions, j.Action) {
+			return j, nil
+		}
+		if j.Action != ActionTransportInfo || len(c.pending) < maxEvents {
+			c.keep(j)
+		}
+	}
 }
 
 // next returns the session's next new request (kept ones stay kept for

@@ -11,33 +11,40 @@ import (
 	"xfer/internal/transfer"
 )
 
-// How a test points Libervia at xfer, shown with xfer's SI today: xfer
-// logs in with a fresh resource (Libervia caches disco#info per full JID
-// for the backend's life), registers its receiver (which answers
-// disco#info) before Libervia's first look at that JID, and Libervia picks
-// Jingle only if that disco#info lists urn:xmpp:jingle:apps:file-transfer:5,
-// SI otherwise.
+// How a test points Libervia at xfer: xfer logs in with a fresh resource
+// (Libervia caches disco#info per full JID for the backend's life) and
+// registers its receiver (which answers disco#info) before Libervia's first
+// look at that JID. xfer's receiver advertises
+// urn:xmpp:jingle:apps:file-transfer:5, so Libervia picks Jingle unless
+// told to use SI.
 
 func xferLogin(t *testing.T) *session.Session {
 	t.Helper()
 	return srv.Login(t, "xfer@"+srv.Domain+"/xfer-"+session.NewID()[:8], "xfer-pw")
 }
 
-// Libervia sends to xfer's receiver with its stock choice of method.
+// Libervia sends to xfer's receiver: Jingle over each transport (with its
+// quirks: candidate-used before session-accept, checksum as base64 of the
+// hex digest right after the bytes, broken proxy activation), and SI.
 func TestLiberviaSendsToXfer(t *testing.T) {
 	requireLibervia(t)
 	for _, tc := range []struct {
-		name   string
-		send   SendOptions
-		method string // what xfer reports
-		via    string
+		name     string
+		send     SendOptions
+		method   string // what xfer reports
+		via      string
+		fallback bool
 	}{
-		{"stock", SendOptions{}, "s5b", "direct"},
-		{"s5b-proxy", SendOptions{S5B: "proxy"}, "s5b", "proxy " + srv.ProxyJID},
-		{"ibb", SendOptions{SIMethods: "ibb"}, "ibb", ""},
+		{"jingle stock: s5b direct", SendOptions{}, "jingle-s5b", "direct", false},
+		{"jingle ibb", SendOptions{Transport: "ibb"}, "jingle-ibb", "", false},
+		{"jingle no candidates: transport-replace to ibb", SendOptions{S5B: "none"}, "jingle-ibb", "", true},
+		{"jingle proxy, activation fixed", SendOptions{S5B: "proxy", FixProxyActivate: true}, "jingle-s5b", "proxy " + srv.ProxyJID, false},
+		{"jingle proxy, stock activation: proxy-error then ibb", SendOptions{S5B: "proxy"}, "jingle-ibb", "", true},
+		{"si s5b", SendOptions{Method: "si"}, "s5b", "direct", false},
+		{"si ibb", SendOptions{Method: "si", SIMethods: "ibb"}, "ibb", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 			xs := xferLogin(t)
 			dir := t.TempDir()
@@ -45,11 +52,12 @@ func TestLiberviaSendsToXfer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			src, sum := writeRandom(t, t.TempDir(), "to xfer "+tc.name+".bin", 300<<10)
+			defer r.Close()
+			src, sum := writeRandom(t, t.TempDir(), "to xfer "+fileName(tc.name)+".bin", 300<<10)
 			mark := alice.LogMark()
 			sent, err := alice.Send(ctx, src, xs.JID(), tc.send)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%v\n%s", err, alice.StanzasSince(mark))
 			}
 			res, err := r.Next(ctx)
 			if err != nil {
@@ -61,40 +69,58 @@ func TestLiberviaSendsToXfer(t *testing.T) {
 			if got := sha256File(t, res.Path); got != sum {
 				t.Fatalf("xfer stored sha256 %s, want %s", got, sum)
 			}
-			if res.Method != tc.method || res.Via != tc.via {
-				t.Errorf("xfer received with %s via %q, want %s via %q", res.Method, res.Via, tc.method, tc.via)
+			if res.Method != tc.method || res.Via != tc.via || (res.Fallback != "") != tc.fallback {
+				t.Errorf("xfer received with %s via %q (fallback %q), want %s via %q", res.Method, res.Via, res.Fallback, tc.method, tc.via)
 			}
-			wire := alice.StanzasSince(mark)
-			if strings.Contains(wire, "<jingle xmlns='urn:xmpp:jingle:1'") {
-				t.Errorf("Libervia used Jingle with an xfer that does not advertise it")
+			jingle := strings.HasPrefix(tc.method, "jingle")
+			if jingle && (res.Unverified || res.Digest != "sha-256:"+sum) {
+				t.Errorf("xfer did not verify Libervia's checksum: digest %q, unverified %v", res.Digest, res.Unverified)
+			}
+			if wire := alice.StanzasSince(mark); jingle != strings.Contains(wire, "<jingle xmlns='urn:xmpp:jingle:1'") {
+				t.Errorf("Libervia used Jingle: %v, want %v", !jingle, jingle)
 			}
 			t.Logf("Libervia -> xfer %s: %s via %q, %d bytes, Libervia %.2fs", tc.name, res.Method, res.Via, res.Size, sent.Secs)
 		})
 	}
 }
 
-// xfer sends to Libervia with SI, over each of its stream methods.
+// xfer sends to Libervia: Jingle over each transport (Libervia verifies
+// the checksum), and SI.
 func TestXferSendsToLibervia(t *testing.T) {
 	requireLibervia(t)
-	for _, method := range []string{"s5b", "ibb"} {
-		t.Run(method, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	for _, tc := range []struct {
+		name   string
+		send   transfer.SendOptions
+		recv   RecvOptions
+		method string
+		via    string
+	}{
+		{"auto: jingle s5b", transfer.SendOptions{Method: "auto"}, RecvOptions{}, "jingle-s5b", "direct"},
+		{"jingle s5b through xfer's proxy candidate", transfer.SendOptions{Method: "jingle-s5b", S5B: transfer.S5BOptions{NoDirect: true}}, RecvOptions{S5B: "none"}, "jingle-s5b", "proxy " + srv.ProxyJID},
+		{"jingle ibb", transfer.SendOptions{Method: "jingle-ibb"}, RecvOptions{}, "jingle-ibb", ""},
+		{"si s5b", transfer.SendOptions{Method: "s5b"}, RecvOptions{}, "s5b", "direct"},
+		{"si ibb", transfer.SendOptions{Method: "ibb"}, RecvOptions{}, "ibb", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 			xs := xferLogin(t)
 			dir := t.TempDir()
-			r, err := bob.Receive(ctx, dir, session.Bare(xs.JID()), RecvOptions{})
+			r, err := bob.Receive(ctx, dir, session.Bare(xs.JID()), tc.recv)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer r.Close()
-			src, sum := writeRandom(t, t.TempDir(), "from xfer "+method+".bin", 300<<10)
+			src, sum := writeRandom(t, t.TempDir(), "from xfer "+fileName(tc.name)+".bin", 300<<10)
 			// ServerLoopback: xfer offers loopback direct streamhosts only
-			// (lv_backend.py would not dial the others anyway)
-			sd := &transfer.Sender{S: xs, Opts: transfer.SendOptions{Method: method, AcceptTimeout: 20 * time.Second,
-				S5B: transfer.S5BOptions{ServerLoopback: true}}}
+			// (lv_backend.py would not dial the others anyway).
+			tc.send.AcceptTimeout = 20 * time.Second
+			tc.send.S5B.ServerLoopback = true
+			sd := &transfer.Sender{S: xs, Opts: tc.send}
+			mark := bob.LogMark()
 			res, err := sd.Send(ctx, bob.JID(), src)
 			if err != nil {
-				t.Fatalf("xfer send: %v\n%s", err, r.Output())
+				t.Fatalf("xfer send: %v\n%s\n%s", err, r.Output(), bob.StanzasSince(mark))
 			}
 			got, err := r.Next(ctx)
 			if err != nil {
@@ -103,12 +129,20 @@ func TestXferSendsToLibervia(t *testing.T) {
 			if got.SHA256 != sum || got.Size != res.Size || got.From != xs.JID() || got.Path != filepath.Join(dir, filepath.Base(src)) {
 				t.Fatalf("Libervia received %+v; xfer sent %+v (sha256 %s)", got, res, sum)
 			}
-			if got.HashVerified {
-				t.Errorf("Libervia verified a hash over SI, which carries none it reads")
+			if res.Method != tc.method || res.Via != tc.via {
+				t.Errorf("xfer sent with %s via %q, want %s via %q", res.Method, res.Via, tc.method, tc.via)
 			}
-			t.Logf("xfer -> Libervia %s: %s via %q, Libervia %.2fs", method, res.Method, res.Via, got.Secs)
+			if jingle := strings.HasPrefix(tc.method, "jingle"); got.HashVerified != jingle {
+				t.Errorf("Libervia verified the hash: %v, want %v (%s)", got.HashVerified, jingle, got.HashAlgo)
+			}
+			t.Logf("xfer -> Libervia %s: %s via %q, Libervia %.2fs", tc.name, res.Method, res.Via, got.Secs)
 		})
 	}
+}
+
+// fileName makes a case name a name both sides store unchanged.
+func fileName(s string) string {
+	return strings.NewReplacer(":", "", "'", "", ",", "").Replace(s)
 }
 
 // Libervia fails a send at once when the full JID is offline, and when

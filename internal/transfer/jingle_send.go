@@ -19,13 +19,22 @@ func speaksJingle(info *disco.Info) bool {
 // jinglePeer decides method "auto" for a full JID: the peer's disco#info
 // when it speaks Jingle file transfer (preferred over SI), else nil.
 func (sd *Sender) jinglePeer(ctx context.Context, to string) *disco.Info {
+	if info := sd.peerInfo(ctx, to); info != nil && speaksJingle(info) {
+		return info
+	}
+	return nil
+}
+
+// peerInfo is a full JID's disco#info, or nil when it cannot be had: what
+// Jingle needs to know of the peer's quirks.
+func (sd *Sender) peerInfo(ctx context.Context, to string) *disco.Info {
 	if !strings.Contains(to, "/") {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, discoAttemptTimeout)
 	defer cancel()
 	info, err := disco.GetInfo(ctx, sd.S, to)
-	if err != nil || !speaksJingle(info) {
+	if err != nil {
 		return nil
 	}
 	return info

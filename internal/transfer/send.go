@@ -118,7 +118,7 @@ func (sd *Sender) Send(ctx context.Context, to, path string) (*Result, error) {
 	case "upload":
 		return sd.sendUpload(ctx, to, path, "")
 	case "jingle", "jingle-s5b", "jingle-ibb":
-		return sd.sendJingle(ctx, to, path, nil)
+		return sd.sendJingle(ctx, to, path, sd.peerInfo(ctx, to))
 	case "", "auto":
 		if info := sd.jinglePeer(ctx, to); info != nil {
 			return sd.sendJingle(ctx, to, path, info)
