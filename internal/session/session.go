@@ -60,6 +60,7 @@ type Session struct {
 	jid       string // our full JID
 	domain    string
 	tr        transport
+	info      ConnInfo
 	iqTimeout time.Duration
 	debug     io.Writer
 
@@ -100,6 +101,10 @@ func newSession(jid string, tr transport, iqTimeout time.Duration, debug io.Writ
 
 // JID returns the session's full JID, as bound by the server.
 func (s *Session) JID() string { return s.jid }
+
+// Info says how the session reached its server: the endpoint, TLS, the
+// SASL mechanism. It is zero for a session made by NewStream.
+func (s *Session) Info() ConnInfo { return s.info }
 
 // Domain returns the domain of the session's account.
 func (s *Session) Domain() string { return s.domain }
