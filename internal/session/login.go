@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -44,9 +45,10 @@ const negotiationLimit = 1 << 20
 type ConnInfo struct {
 	Server         string // the endpoint, as --server names it (tls://host:port for Direct TLS)
 	DirectTLS      bool
-	TLSVersion     string // "TLS 1.3", or "" without TLS
-	Mechanism      string // SASL mechanism, e.g. SCRAM-SHA-1-PLUS
-	ChannelBinding string // tls-exporter, tls-unique, or ""
+	TLSVersion     string   // "TLS 1.3", or "" without TLS
+	Mechanism      string   // SASL mechanism, e.g. SCRAM-SHA-1-PLUS
+	Offered        []string // the mechanisms the server offered
+	ChannelBinding string   // tls-exporter, tls-unique, or ""
 }
 
 // features is what xfer reads of <stream:features/>.
@@ -170,7 +172,13 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 type xmlStream struct {
 	conn  net.Conn
 	limit *limitedReader
+	buf   *bufio.Reader // one per connection, under every stream's decoder
 	dec   *xml.Decoder
+}
+
+func newXMLStream(conn net.Conn, limit int64) *xmlStream {
+	l := &limitedReader{r: conn, n: limit}
+	return &xmlStream{conn: conn, limit: l, buf: bufio.NewReaderSize(l, 32<<10)}
 }
 
 // open sends a stream header and reads the server's.
@@ -180,10 +188,10 @@ func (s *xmlStream) open(domain string) error {
 	if _, err := io.WriteString(s.conn, header); err != nil {
 		return err
 	}
-	// A new decoder for every stream (RFC 6120 §4.3.3). The server sends
-	// nothing between its last element and our new header, so no byte of
-	// the new stream is left in the old decoder's buffer.
-	s.dec = xml.NewDecoder(bufio.NewReaderSize(s.limit, 32<<10))
+	// A new decoder for every stream (RFC 6120 §4.3.3), on the same
+	// buffer: a bufio.Reader is an io.ByteReader, so the decoder reads from
+	// it byte by byte and leaves the rest of the connection in it.
+	s.dec = xml.NewDecoder(s.buf)
 	for {
 		tok, err := s.dec.Token()
 		if err != nil {
@@ -317,9 +325,9 @@ func login(ctx context.Context, cfg *Config, ep Endpoint, plaintextOK bool) (_ *
 		conn = tc
 	}
 
-	s := &xmlStream{conn: conn, limit: &limitedReader{r: conn, n: negotiationLimit}}
+	s := newXMLStream(conn, negotiationLimit)
 	wrap := func(err error) error {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			return fmt.Errorf("%w: %s did not complete login within %v", ErrConnect, ep, cfg.Timeout)
 		}
 		var se *streamError
@@ -356,7 +364,12 @@ func login(ctx context.Context, cfg *Config, ep Endpoint, plaintextOK bool) (_ *
 			return nil, err
 		}
 		conn = tc
-		s = &xmlStream{conn: conn, limit: &limitedReader{r: conn, n: s.limit.n}}
+		// Nothing of the plaintext stream may be used after TLS: a new
+		// buffer on the TLS connection.
+		if s.buf.Buffered() > 0 {
+			return nil, fmt.Errorf("%w: %s sent data after <proceed/>, before TLS", ErrTLS, ep)
+		}
+		s = newXMLStream(conn, s.limit.n)
 		if err := s.open(domain); err != nil {
 			return nil, wrap(err)
 		}
@@ -380,7 +393,7 @@ func login(ctx context.Context, cfg *Config, ep Endpoint, plaintextOK bool) (_ *
 	if err := s.authenticate(mech, cb, Local(cfg.JID), cfg.Password, state, f.Mechanisms); err != nil {
 		return nil, wrap(err)
 	}
-	info.Mechanism, info.ChannelBinding = mech, cb
+	info.Mechanism, info.ChannelBinding, info.Offered = mech, cb, f.Mechanisms
 
 	if err := s.open(domain); err != nil {
 		return nil, wrap(err)
@@ -455,6 +468,9 @@ func (s *xmlStream) authenticate(mech, cb, user, password string, state *tls.Con
 			data, err := saslPayload(raw)
 			if err != nil {
 				return abort(fmt.Errorf("%w: %v", ErrServerProof, err))
+			}
+			if !verified && scram && name.Local == "success" && len(data) == 0 {
+				return abort(fmt.Errorf("%w: success without the server's signature", ErrServerProof))
 			}
 			if !verified && scram {
 				if step == 0 {
