@@ -92,8 +92,8 @@ type srvRecord struct {
 // Direct TLS before STARTTLS, then the domain on 5222 if no record named
 // it. (RFC 2782 chooses among equal priorities at random by weight;
 // xfer orders by weight instead, so the order is predictable.) A service
-// whose only record is "." is not offered. r nil means
-// net.DefaultResolver.
+// whose only record is "." is not offered, and then the domain is not
+// tried either (XEP-0368). r nil means net.DefaultResolver.
 func Endpoints(ctx context.Context, r Resolver, jid, server string) ([]Endpoint, error) {
 	if server != "" {
 		e, err := ParseServer(server)
@@ -107,6 +107,7 @@ func Endpoints(ctx context.Context, r Resolver, jid, server string) ([]Endpoint,
 	}
 	domain := Domain(jid)
 	var recs []srvRecord
+	declined := false // a service answered "."
 	for _, svc := range []struct {
 		name   string
 		direct bool
@@ -115,8 +116,9 @@ func Endpoints(ctx context.Context, r Resolver, jid, server string) ([]Endpoint,
 		if err != nil {
 			continue
 		}
-		if len(srvs) == 1 && (srvs[0].Target == "." || srvs[0].Target == "") {
-			continue // RFC 2782: decidedly not available
+		if len(srvs) == 1 && srvs[0] != nil && (srvs[0].Target == "." || srvs[0].Target == "") {
+			declined = true // RFC 2782: decidedly not available
+			continue
 		}
 		for _, s := range srvs {
 			if s == nil || s.Target == "." || s.Target == "" || s.Port == 0 {
@@ -147,8 +149,13 @@ func Endpoints(ctx context.Context, r Resolver, jid, server string) ([]Endpoint,
 			out = append(out, e)
 		}
 	}
-	if fallback := (Endpoint{Host: domain, Port: PortSTARTTLS}); !seen[fallback] {
+	// XEP-0368 §5: a "." record says the domain does use SRV, so no
+	// fallback to the domain itself then.
+	if fallback := (Endpoint{Host: domain, Port: PortSTARTTLS}); !seen[fallback] && !declined {
 		out = append(out, fallback)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("session: %s publishes no XMPP client service (its SRV records say \".\")", domain)
 	}
 	return out, nil
 }

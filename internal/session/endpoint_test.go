@@ -50,11 +50,19 @@ func TestEndpointsOrder(t *testing.T) {
 			"xmpps-client": {{Target: ".", Port: 0}},
 			"xmpp-client":  {{Target: "example.org.", Port: 5222}},
 		}, []string{"example.org:5222"}},
+		{"dot: no fallback to the domain", fakeResolver{
+			"xmpps-client": {{Target: ".", Port: 0}},
+			"xmpp-client":  {{Target: "xmpp.example.org.", Port: 5222}},
+		}, []string{"xmpp.example.org:5222"}},
+		{"both dot", fakeResolver{
+			"xmpps-client": {{Target: ".", Port: 0}},
+			"xmpp-client":  {{Target: ".", Port: 0}},
+		}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			eps, err := Endpoints(context.Background(), tc.r, "u@example.org", "")
-			if err != nil {
-				t.Fatal(err)
+			if (err != nil) != (tc.want == nil) {
+				t.Fatalf("err = %v", err)
 			}
 			var got []string
 			for _, e := range eps {
