@@ -32,12 +32,13 @@ func TestIntegrationLoginMechanisms(t *testing.T) {
 		{name: "prosody default", mech: session.MechSCRAMSHA1, tls: tls.VersionTLS13},
 		{name: "prosody tls1.2", opts: testserver.Options{TLS12: true}, mech: session.MechSCRAMSHA1Plus, cb: session.CBTLSUnique, tls: tls.VersionTLS12},
 		{name: "prosody sha-256", opts: testserver.Options{SCRAMSHA256: true}, mech: session.MechSCRAMSHA256},
-		{name: "prosody sha-256 tls1.2 no plain", opts: testserver.Options{SCRAMSHA256: true, TLS12: true, NoPlain: true}, mech: session.MechSCRAMSHA256Plus, cb: session.CBTLSUnique},
-		{name: "prosody no plain", opts: testserver.Options{NoPlain: true}, mech: session.MechSCRAMSHA1},
+		{name: "prosody sha-256 tls1.2", opts: testserver.Options{SCRAMSHA256: true, TLS12: true}, mech: session.MechSCRAMSHA256Plus, cb: session.CBTLSUnique},
+		{name: "prosody with plain", opts: testserver.Options{Plain: true}, mech: session.MechSCRAMSHA1},
 		{name: "prosody plain only", opts: testserver.Options{OnlyPlain: true}, mech: session.MechPlain},
 		{name: "ejabberd default", ejabberd: true, mech: session.MechSCRAMSHA1},
 		{name: "ejabberd tls1.2", ejabberd: true, opts: testserver.Options{TLS12: true}, mech: session.MechSCRAMSHA1Plus, cb: session.CBTLSUnique, tls: tls.VersionTLS12},
-		{name: "ejabberd sha-256 no plain", ejabberd: true, opts: testserver.Options{SCRAMSHA256: true, NoPlain: true}, mech: session.MechSCRAMSHA256},
+		{name: "ejabberd sha-256", ejabberd: true, opts: testserver.Options{SCRAMSHA256: true}, mech: session.MechSCRAMSHA256},
+		{name: "ejabberd with plain", ejabberd: true, opts: testserver.Options{Plain: true}, mech: session.MechSCRAMSHA1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.NoProxy = true
@@ -68,7 +69,7 @@ func TestIntegrationLoginMechanisms(t *testing.T) {
 					t.Errorf("%s: info %+v, want mechanism %s, channel binding %q", server, info, tc.mech, tc.cb)
 				}
 				offersPlain := slices.Contains(info.Offered, session.MechPlain)
-				if offersPlain == tc.opts.NoPlain || (tc.opts.OnlyPlain && len(info.Offered) != 1) {
+				if offersPlain != (tc.opts.Plain || tc.opts.OnlyPlain) || (tc.opts.OnlyPlain && len(info.Offered) != 1) {
 					t.Errorf("%s: offered %v", server, info.Offered)
 				}
 				if tc.tls != 0 && info.TLSVersion != tls.VersionName(tc.tls) {

@@ -223,7 +223,7 @@ func StartEjabberd(opts Options) (*Server, error) {
 	data := map[string]any{
 		"Dir": dir, "C2SPort": c2s, "ProxyPort": proxy, "DistPort": dist,
 		"Plaintext": opts.Plaintext, "NoProxy": opts.NoProxy, "TLSPort": tlsPort,
-		"SCRAMSHA256": opts.SCRAMSHA256, "NoPlain": opts.NoPlain, "TLS12": opts.TLS12,
+		"SCRAMSHA256": opts.SCRAMSHA256, "NoPlain": !opts.Plain && !opts.Plaintext, "TLS12": opts.TLS12,
 		"Node": ej.node, "PID": os.Getpid(),
 	}
 	for name, text := range map[string]string{

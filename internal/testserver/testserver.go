@@ -58,15 +58,16 @@ type Options struct {
 
 	// The server stores passwords hashed for SCRAM (Prosody's
 	// internal_hashed, ejabberd's auth_password_format: scram) and offers
-	// SCRAM-SHA-1 and PLAIN (and SCRAM-SHA-1-PLUS on TLS 1.2: Prosody 0.12
-	// binds channels with tls-unique only, which TLS 1.3 does not define).
-	// These options change that.
+	// SCRAM-SHA-1 only, no PLAIN (and SCRAM-SHA-1-PLUS on TLS 1.2: Prosody
+	// 0.12 binds channels with tls-unique only, which TLS 1.3 does not
+	// define), so that every test logs in with SCRAM. A Plaintext server
+	// offers PLAIN too, as before. These options change that.
 
 	// SCRAMSHA256 hashes with SHA-256 instead: SCRAM-SHA-256 (and
 	// -PLUS on TLS 1.2 for ejabberd) instead of SCRAM-SHA-1.
 	SCRAMSHA256 bool
-	// NoPlain disables SASL PLAIN: SCRAM or nothing.
-	NoPlain bool
+	// Plain offers SASL PLAIN as well.
+	Plain bool
 	// OnlyPlain disables SCRAM: PLAIN only, as a server that cannot
 	// SCRAM (or an attacker downgrading the login) offers. Prosody only.
 	OnlyPlain bool
@@ -215,7 +216,7 @@ func Start(opts Options) (*Server, error) {
 		"Dir": dir, "C2SPort": c2s, "ProxyPort": proxy,
 		"Plaintext": opts.Plaintext, "DeadProxy": opts.DeadProxy, "NoProxy": opts.NoProxy, "NoNagle": opts.NoNagle,
 		"HTTPUpload": opts.HTTPUpload, "HTTPPort": httpPort, "UploadSizeLimit": UploadSizeLimit,
-		"TLSPort": tlsPort, "SCRAMSHA256": opts.SCRAMSHA256, "NoPlain": opts.NoPlain, "OnlyPlain": opts.OnlyPlain,
+		"TLSPort": tlsPort, "SCRAMSHA256": opts.SCRAMSHA256, "NoPlain": !opts.Plain && !opts.OnlyPlain && !opts.Plaintext, "OnlyPlain": opts.OnlyPlain,
 		"TLS12": opts.TLS12,
 	})
 	if err != nil {
