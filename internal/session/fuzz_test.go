@@ -117,6 +117,9 @@ func FuzzParseSASLFailure(f *testing.F) {
 		if fl := parseSASLFailure(in); fl.Condition == "" || len(fl.Text) > 200 {
 			t.Fatalf("%q: %+v", in, fl)
 		}
+		if se := parseStreamError(in); se.Condition == "" || se.Error() == "" {
+			t.Fatalf("%q: %+v", in, se)
+		}
 	})
 }
 
