@@ -93,9 +93,6 @@ func TestHostileServerExitsAuth(t *testing.T) {
 			if d := time.Since(start); d > 3*time.Second {
 				t.Fatalf("took %v", d)
 			}
-			if testing.Verbose() {
-				t.Log(stderr.String())
-			}
 		})
 	}
 }

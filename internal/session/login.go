@@ -448,7 +448,7 @@ func (s *xmlStream) authenticate(mech, cb, user, password string, state *tls.Con
 	}
 	abort := func(err error) error {
 		_ = s.write("<abort xmlns='" + nsSASL + "'/>")
-		return fmt.Errorf("%w: %s: %w", ErrAuth, mech, err)
+		return &authError{kind: ErrServerProof, mech: mech, err: err}
 	}
 	verified := !scram // PLAIN has nothing to verify
 	step := 0

@@ -103,16 +103,39 @@ func chooseMechanism(offered, cbOffered []string, state *tls.ConnectionState, re
 			continue
 		}
 		if m == MechPlain && refusePlain {
-			return "", "", fmt.Errorf("%w: %w", ErrAuth, ErrDowngrade)
+			return "", "", authFailure(ErrDowngrade, ErrDowngrade)
 		}
 		if !strings.HasSuffix(m, "-PLUS") {
 			cb = ""
 		}
 		return m, cb, nil
 	}
-	return "", "", fmt.Errorf("%w: %w: the server offers %s; xfer speaks %s",
-		ErrAuth, ErrNoMechanism, listOrNone(offered), strings.Join(preference, ", "))
+	return "", "", authFailure(ErrNoMechanism, fmt.Errorf("%w: the server offers %s; xfer speaks %s",
+		ErrNoMechanism, listOrNone(offered), strings.Join(preference, ", ")))
 }
+
+// authError is an ErrAuth failure of a more specific kind (ErrDowngrade,
+// ErrServerProof, ErrNoMechanism): errors.Is matches both, and the
+// message names the package once.
+type authError struct {
+	kind error
+	mech string // the mechanism it happened in, or ""
+	err  error
+}
+
+func authFailure(kind, err error) error { return &authError{kind: kind, err: err} }
+
+func (e *authError) Error() string {
+	msg := ErrAuth.Error() + ": "
+	if e.mech != "" {
+		msg += e.mech + ": "
+	}
+	return msg + strings.TrimPrefix(e.err.Error(), "session: ")
+}
+
+func (e *authError) Is(target error) bool { return target == ErrAuth || target == e.kind }
+
+func (e *authError) Unwrap() error { return e.err }
 
 func listOrNone(l []string) string {
 	if len(l) == 0 {
