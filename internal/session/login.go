@@ -303,6 +303,9 @@ func login(ctx context.Context, cfg *Config, ep Endpoint, plaintextOK bool) (_ *
 	startTLS := func(c net.Conn) (*tls.Conn, error) {
 		tc := tls.Client(c, tlsConfig)
 		if err := tc.HandshakeContext(ctx); err != nil {
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return nil, fmt.Errorf("%w: login to %s: %w", ErrConnect, ep, ctx.Err())
+			}
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("%w: %s did not complete login within %v", ErrConnect, ep, cfg.Timeout)
 			}
@@ -327,6 +330,9 @@ func login(ctx context.Context, cfg *Config, ep Endpoint, plaintextOK bool) (_ *
 
 	s := newXMLStream(conn, negotiationLimit)
 	wrap := func(err error) error {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return fmt.Errorf("%w: login to %s: %w", ErrConnect, ep, ctx.Err())
+		}
 		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			return fmt.Errorf("%w: %s did not complete login within %v", ErrConnect, ep, cfg.Timeout)
 		}
@@ -388,7 +394,7 @@ func login(ctx context.Context, cfg *Config, ep Endpoint, plaintextOK bool) (_ *
 	}
 	mech, cb, err := chooseMechanism(f.Mechanisms, f.cbTypes(), state, cfg.RefusePlain)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", ep, err)
+		return nil, err
 	}
 	if err := s.authenticate(mech, cb, Local(cfg.JID), cfg.Password, state, f.Mechanisms); err != nil {
 		return nil, wrap(err)

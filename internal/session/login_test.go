@@ -187,3 +187,16 @@ func TestLoginTriesEndpointsInTurn(t *testing.T) {
 		t.Fatalf("info %+v", s.Info())
 	}
 }
+
+// Cancelling the context (Ctrl-C) ends a login that hangs at once, and
+// says so (context.Canceled: exit 130), not as a timeout.
+func TestLoginCancelled(t *testing.T) {
+	f := newFakeServer(t, &fakeServer{mechs: []string{MechSCRAMSHA1}, starttls: true, hostile: "silent"})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
+	start := time.Now()
+	_, err := Dial(ctx, f.config())
+	if !errors.Is(err, context.Canceled) || time.Since(start) > 2*time.Second {
+		t.Fatalf("err = %v after %v", err, time.Since(start))
+	}
+}
