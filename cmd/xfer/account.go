@@ -185,6 +185,7 @@ func (g *globalOptions) connect(ctx context.Context) (*session.Session, string, 
 		return nil, "", downgradeHint(err)
 	}
 	info := s.Info()
+	g.logf("the server offered SASL %s", strings.Join(info.Offered, ", "))
 	g.logf("logged in as %s: %s", s.JID(), describeLogin(info))
 	if session.IsSCRAM(info.Mechanism) {
 		if err := rememberSCRAM(cfg.JID); err != nil {

@@ -3,9 +3,12 @@
 // handlers by type and namespace, and answers the rest with
 // service-unavailable.
 //
-// It is the only package that imports gosrc.io/xmpp. Protocol packages see
-// stanzas as plain values with raw XML payloads, so they can be tested over
-// net.Pipe with NewStream and never depend on the library's quirks.
+// It logs in itself (login.go: STARTTLS or Direct TLS, SASL with SCRAM and
+// channel binding through mellium.im/sasl, resource binding) and reads the
+// stanzas with gosrc.io/xmpp's stanza decoder. It is the only package that
+// imports gosrc.io/xmpp. Protocol packages see stanzas as plain values with
+// raw XML payloads, so they can be tested over net.Pipe with NewStream and
+// never depend on the library's quirks.
 package session
 
 import (
