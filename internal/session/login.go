@@ -271,20 +271,31 @@ type loginResult struct {
 	info ConnInfo
 }
 
+// negotiation is one login attempt at one endpoint.
+type negotiation struct {
+	ctx  context.Context
+	cfg  *Config
+	ep   Endpoint
+	raw  net.Conn  // the TCP connection
+	conn net.Conn  // raw, or the TLS connection over it
+	tc   *tls.Conn // nil without TLS
+	s    *xmlStream
+	info ConnInfo
+}
+
 // login connects to one endpoint and negotiates the stream. plaintextOK
 // means the user allowed no TLS (--no-tls) and the endpoint is loopback:
 // then STARTTLS is not used even when offered.
 func login(ctx context.Context, cfg *Config, ep Endpoint, plaintextOK bool) (_ *loginResult, err error) {
-	domain := Domain(cfg.JID)
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", ep.Addr())
 	if err != nil {
 		return nil, fmt.Errorf("%w %s: %v", ErrConnect, ep, err)
 	}
-	conn := raw
+	n := &negotiation{ctx: ctx, cfg: cfg, ep: ep, raw: raw, conn: raw, info: ConnInfo{Server: ep.String(), DirectTLS: ep.DirectTLS}}
 	defer func() {
 		if err != nil {
-			conn.Close()
+			n.conn.Close()
 		}
 	}()
 	if dl, ok := ctx.Deadline(); ok {
@@ -293,142 +304,160 @@ func login(ctx context.Context, cfg *Config, ep Endpoint, plaintextOK bool) (_ *
 	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Now()) })
 	defer stop()
 
-	info := ConnInfo{Server: ep.String(), DirectTLS: ep.DirectTLS}
-	tlsConfig := &tls.Config{
-		RootCAs:            cfg.RootCAs,
-		InsecureSkipVerify: cfg.InsecureSkipVerify,
-		ServerName:         domain, // the certificate must name the JID's domain
-		MinVersion:         tls.VersionTLS12,
-	}
-	startTLS := func(c net.Conn) (*tls.Conn, error) {
-		tc := tls.Client(c, tlsConfig)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return nil, fmt.Errorf("%w: login to %s: %w", ErrConnect, ep, ctx.Err())
-			}
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("%w: %s did not complete login within %v", ErrConnect, ep, cfg.Timeout)
-			}
-			return nil, fmt.Errorf("%w with %s: %v (use --tls-ca FILE to trust its certificate)", ErrTLS, ep, err)
-		}
-		st := tc.ConnectionState()
-		info.TLSVersion = tls.VersionName(st.Version)
-		return tc, nil
-	}
-	var tc *tls.Conn
 	if ep.DirectTLS {
-		direct := tlsConfig.Clone()
-		direct.NextProtos = []string{alpnClient}
-		saved := tlsConfig
-		tlsConfig = direct
-		if tc, err = startTLS(raw); err != nil {
+		if err := n.startTLS(alpnClient); err != nil {
 			return nil, err
 		}
-		tlsConfig = saved
-		conn = tc
 	}
-
-	s := newXMLStream(conn, negotiationLimit)
-	wrap := func(err error) error {
-		if errors.Is(ctx.Err(), context.Canceled) {
-			return fmt.Errorf("%w: login to %s: %w", ErrConnect, ep, ctx.Err())
-		}
-		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("%w: %s did not complete login within %v", ErrConnect, ep, cfg.Timeout)
-		}
-		var se *streamError
-		if errors.As(err, &se) && (se.Condition == "not-authorized" || se.Condition == "policy-violation") {
-			return fmt.Errorf("%w: %s: %v", ErrAuth, ep, err)
-		}
-		if errors.Is(err, ErrAuth) || errors.Is(err, ErrTLS) || errors.Is(err, ErrConnect) {
-			return err
-		}
-		return fmt.Errorf("%w %s: %v", ErrConnect, ep, err)
-	}
-	if err := s.open(domain); err != nil {
-		return nil, wrap(err)
-	}
-	f, err := s.features()
-	if err != nil {
-		return nil, wrap(err)
-	}
-	if tc == nil && !plaintextOK {
-		if f.StartTLS == nil {
-			return nil, fmt.Errorf("%w: %s offers no TLS (STARTTLS); xfer will not log in without it (--no-tls allows it for a server on a loopback address)", ErrTLS, ep)
-		}
-		if err := s.write("<starttls xmlns='" + nsTLS + "'/>"); err != nil {
-			return nil, wrap(err)
-		}
-		name, _, err := s.next()
-		if err != nil {
-			return nil, wrap(err)
-		}
-		if name.Space != nsTLS || name.Local != "proceed" {
-			return nil, fmt.Errorf("%w: %s refused STARTTLS (<%s/>)", ErrTLS, ep, name.Local)
-		}
-		if tc, err = startTLS(raw); err != nil {
-			return nil, err
-		}
-		conn = tc
-		// Nothing of the plaintext stream may be used after TLS: a new
-		// buffer on the TLS connection.
-		if s.buf.Buffered() > 0 {
-			return nil, fmt.Errorf("%w: %s sent data after <proceed/>, before TLS", ErrTLS, ep)
-		}
-		s = newXMLStream(conn, s.limit.n)
-		if err := s.open(domain); err != nil {
-			return nil, wrap(err)
-		}
-		if f, err = s.features(); err != nil {
-			return nil, wrap(err)
-		}
-	}
-	if len(f.Mechanisms) == 0 && tc == nil && f.StartTLS != nil {
-		return nil, fmt.Errorf("%w: %s offers login only after TLS, and --no-tls said not to use it", ErrTLS, ep)
-	}
-
-	var state *tls.ConnectionState
-	if tc != nil {
-		st := tc.ConnectionState()
-		state = &st
-	}
-	mech, cb, err := chooseMechanism(f.Mechanisms, f.cbTypes(), state, cfg.RefusePlain)
+	n.s = newXMLStream(n.conn, negotiationLimit)
+	f, err := n.secure(plaintextOK)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.authenticate(mech, cb, Local(cfg.JID), cfg.Password, state, f.Mechanisms); err != nil {
-		return nil, wrap(err)
+	if err := n.authenticate(f); err != nil {
+		return nil, err
 	}
-	info.Mechanism, info.ChannelBinding, info.Offered = mech, cb, f.Mechanisms
-
-	if err := s.open(domain); err != nil {
-		return nil, wrap(err)
-	}
-	if f, err = s.features(); err != nil {
-		return nil, wrap(err)
-	}
-	jid, err := s.bind(Resource(cfg.JID))
+	jid, err := n.establish()
 	if err != nil {
-		return nil, wrap(err)
-	}
-	if f.Session != nil && f.Session.Optional == nil {
-		if err := s.iq("<session xmlns='" + nsSession + "'/>"); err != nil {
-			return nil, wrap(fmt.Errorf("session establishment: %w", err))
-		}
-	}
-	// As gosrc.io/xmpp's Connect did: the initial presence, so that the
-	// account's other resources and contacts see this one.
-	if err := s.write("<presence/>"); err != nil {
-		return nil, wrap(err)
+		return nil, n.wrap(err)
 	}
 	if !stop() {
-		return nil, wrap(ctx.Err())
+		return nil, n.wrap(ctx.Err())
 	}
 	if err := raw.SetDeadline(time.Time{}); err != nil {
-		return nil, wrap(err)
+		return nil, n.wrap(err)
 	}
-	s.limit.n = -1
-	return &loginResult{conn: conn, dec: s.dec, jid: jid, info: info}, nil
+	n.s.limit.n = -1
+	return &loginResult{conn: n.conn, dec: n.s.dec, jid: jid, info: n.info}, nil
+}
+
+// wrap classifies an error of the negotiation.
+func (n *negotiation) wrap(err error) error {
+	if errors.Is(n.ctx.Err(), context.Canceled) {
+		return fmt.Errorf("%w: login to %s: %w", ErrConnect, n.ep, n.ctx.Err())
+	}
+	if n.ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w: %s did not complete login within %v", ErrConnect, n.ep, n.cfg.Timeout)
+	}
+	var se *streamError
+	if errors.As(err, &se) && (se.Condition == "not-authorized" || se.Condition == "policy-violation") {
+		return fmt.Errorf("%w: %s: %v", ErrAuth, n.ep, err)
+	}
+	if errors.Is(err, ErrAuth) || errors.Is(err, ErrTLS) || errors.Is(err, ErrConnect) {
+		return err
+	}
+	return fmt.Errorf("%w %s: %v", ErrConnect, n.ep, err)
+}
+
+// startTLS runs the TLS handshake on the TCP connection, verifying the
+// certificate against the JID's domain (also the SNI name, XEP-0368).
+func (n *negotiation) startTLS(alpn ...string) error {
+	tc := tls.Client(n.raw, &tls.Config{
+		RootCAs:            n.cfg.RootCAs,
+		InsecureSkipVerify: n.cfg.InsecureSkipVerify,
+		ServerName:         Domain(n.cfg.JID),
+		MinVersion:         tls.VersionTLS12,
+		NextProtos:         alpn,
+	})
+	if err := tc.HandshakeContext(n.ctx); err != nil {
+		if n.ctx.Err() != nil {
+			return n.wrap(err)
+		}
+		return fmt.Errorf("%w with %s: %v (use --tls-ca FILE to trust its certificate)", ErrTLS, n.ep, err)
+	}
+	n.tc, n.conn = tc, tc
+	n.info.TLSVersion = tls.VersionName(tc.ConnectionState().Version)
+	return nil
+}
+
+// secure opens the stream and, unless TLS is already up or plaintext is
+// allowed, upgrades it with STARTTLS. It returns the features to log in
+// with.
+func (n *negotiation) secure(plaintextOK bool) (*features, error) {
+	domain := Domain(n.cfg.JID)
+	if err := n.s.open(domain); err != nil {
+		return nil, n.wrap(err)
+	}
+	f, err := n.s.features()
+	if err != nil {
+		return nil, n.wrap(err)
+	}
+	if n.tc != nil || plaintextOK {
+		if len(f.Mechanisms) == 0 && n.tc == nil && f.StartTLS != nil {
+			return nil, fmt.Errorf("%w: %s offers login only after TLS, and --no-tls said not to use it", ErrTLS, n.ep)
+		}
+		return f, nil
+	}
+	if f.StartTLS == nil {
+		return nil, fmt.Errorf("%w: %s offers no TLS (STARTTLS); xfer will not log in without it (--no-tls allows it for a server on a loopback address)", ErrTLS, n.ep)
+	}
+	if err := n.s.write("<starttls xmlns='" + nsTLS + "'/>"); err != nil {
+		return nil, n.wrap(err)
+	}
+	name, _, err := n.s.next()
+	if err != nil {
+		return nil, n.wrap(err)
+	}
+	if name.Space != nsTLS || name.Local != "proceed" {
+		return nil, fmt.Errorf("%w: %s refused STARTTLS (<%s/>)", ErrTLS, n.ep, name.Local)
+	}
+	// Nothing of the plaintext stream may be used after TLS.
+	if n.s.buf.Buffered() > 0 {
+		return nil, fmt.Errorf("%w: %s sent data after <proceed/>, before TLS", ErrTLS, n.ep)
+	}
+	if err := n.startTLS(); err != nil {
+		return nil, err
+	}
+	n.s = newXMLStream(n.conn, n.s.limit.n)
+	if err := n.s.open(domain); err != nil {
+		return nil, n.wrap(err)
+	}
+	if f, err = n.s.features(); err != nil {
+		return nil, n.wrap(err)
+	}
+	return f, nil
+}
+
+// authenticate chooses the mechanism and runs SASL.
+func (n *negotiation) authenticate(f *features) error {
+	var state *tls.ConnectionState
+	if n.tc != nil {
+		st := n.tc.ConnectionState()
+		state = &st
+	}
+	mech, cb, err := chooseMechanism(f.Mechanisms, f.cbTypes(), state, n.cfg.RefusePlain)
+	if err != nil {
+		return err
+	}
+	if err := n.s.authenticate(mech, cb, Local(n.cfg.JID), n.cfg.Password, state, f.Mechanisms); err != nil {
+		return n.wrap(err)
+	}
+	n.info.Mechanism, n.info.ChannelBinding, n.info.Offered = mech, cb, f.Mechanisms
+	return nil
+}
+
+// establish restarts the stream after SASL, binds the resource, starts the
+// RFC 3921 session if the server requires one, and sends the initial
+// presence (as gosrc.io/xmpp's Connect did, so that the account's other
+// resources and contacts see this one). It returns the full JID.
+func (n *negotiation) establish() (string, error) {
+	if err := n.s.open(Domain(n.cfg.JID)); err != nil {
+		return "", err
+	}
+	f, err := n.s.features()
+	if err != nil {
+		return "", err
+	}
+	jid, err := n.s.bind(Resource(n.cfg.JID))
+	if err != nil {
+		return "", err
+	}
+	if f.Session != nil && f.Session.Optional == nil {
+		if err := n.s.iq("<session xmlns='" + nsSession + "'/>"); err != nil {
+			return "", fmt.Errorf("session establishment: %w", err)
+		}
+	}
+	return jid, n.s.write("<presence/>")
 }
 
 // maxSASLSteps bounds the challenges a server may send.
