@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,7 +59,7 @@ func TestIntegrationLoginMechanisms(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, server := range []string{s.Addr, "tls://" + s.TLSAddr} {
+			for i, server := range []string{s.Addr, "tls://" + s.TLSAddr} {
 				cfg := session.Config{JID: "erin@localhost/m", Password: "erin-pw", Server: server, RootCAs: roots, Timeout: 10 * time.Second}
 				sess, err := session.Dial(context.Background(), cfg)
 				if err != nil {
@@ -79,6 +80,18 @@ func TestIntegrationLoginMechanisms(t *testing.T) {
 					t.Errorf("%s: ping: %v", server, err)
 				}
 				sess.Close()
+				// ejabberd's log names the mechanism it accepted: the
+				// server's side of the proof.
+				if tc.ejabberd {
+					want := "Accepted c2s " + tc.mech + " authentication for erin@localhost"
+					deadline := time.Now().Add(5 * time.Second)
+					for strings.Count(s.Log(), want) < i+1 && time.Now().Before(deadline) {
+						time.Sleep(50 * time.Millisecond)
+					}
+					if n := strings.Count(s.Log(), want); n < i+1 {
+						t.Errorf("%s: the server log has %q %d times, want at least %d", server, want, n, i+1)
+					}
+				}
 
 				cfg.Password = "wrong"
 				if _, err := session.Dial(context.Background(), cfg); !errors.Is(err, session.ErrAuth) {
