@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"time"
@@ -33,6 +32,7 @@ type accountOptions struct {
 	tlsCA        string
 	insecure     bool
 	noTLS        bool
+	allowPlain   bool
 	timeout      time.Duration
 	debugXML     bool
 
@@ -46,12 +46,13 @@ func (a *accountOptions) register(f *pflag.FlagSet) {
 	f.StringVar(&a.configFile, "config", "", "read the configuration from `FILE` (default $XDG_CONFIG_HOME/xfer/config.toml or ~/.config/xfer/config.toml)")
 	f.StringVar(&a.account, "account", "", "use the account `NAME` of the configuration file (env XFER_ACCOUNT; default: its default_account)")
 	f.StringVar(&a.jid, "jid", "", "the account `JID`, user@domain[/resource] (env XFER_JID)")
-	f.StringVar(&a.server, "server", "", "server `HOST:PORT` (env XFER_SERVER; default: SRV record, then the JID's domain on 5222)")
+	f.StringVar(&a.server, "server", "", "server `HOST:PORT` (STARTTLS) or tls://HOST:PORT (Direct TLS) (env XFER_SERVER; default: SRV records, then the JID's domain on 5222)")
 	f.StringVar(&a.passwordFile, "password-file", "", "read the password from the first line of `FILE` (never on the command line)")
 	f.StringVar(&a.passwordCmd, "password-cmd", "", "run \"sh -c `CMD`\" and use the first line it prints as the password, e.g. \"pass show xmpp/alice\"")
 	f.StringVar(&a.tlsCA, "tls-ca", "", "also trust the CA or self-signed certificate in this PEM `FILE`")
 	f.BoolVar(&a.insecure, "insecure", false, "do not verify the server's TLS certificate (DANGEROUS)")
-	f.BoolVar(&a.noTLS, "no-tls", false, "allow a session without TLS; only to a server on a loopback address")
+	f.BoolVar(&a.noTLS, "no-tls", false, "do not use TLS; only to a server on a loopback address")
+	f.BoolVar(&a.allowPlain, "allow-plain", false, "allow SASL PLAIN for an account that has logged in with SCRAM before")
 	f.DurationVar(&a.timeout, "timeout", defaultTimeout, "limit for connecting, logging in and each server reply")
 	f.BoolVar(&a.debugXML, "debug-xml", false, "print the XML stanzas to stderr (authentication is never shown)")
 }
@@ -140,6 +141,7 @@ func (g *globalOptions) sessionConfig(ctx context.Context) (session.Config, erro
 		JID: jid, Password: pw, Server: st.Server.Value,
 		InsecureSkipVerify: st.Insecure.Value, AllowPlaintext: st.NoTLS.Value,
 		Timeout: st.Timeout.Value, IQTimeout: st.Timeout.Value,
+		RefusePlain: !g.account.allowPlain && usedSCRAM(jid),
 	}
 	if ca := st.TLSCA.Value; ca != "" {
 		pem, err := os.ReadFile(ca)
@@ -170,14 +172,47 @@ func (g *globalOptions) connect(ctx context.Context) (*session.Session, string, 
 	if err != nil {
 		return nil, "", err
 	}
-	addr := session.ServerAddress(ctx, cfg.JID, cfg.Server)
-	host, _, _ := net.SplitHostPort(addr)
-	cfg.Server = addr
-	g.logf("connecting to %s as %s", addr, cfg.JID)
+	where := cfg.Server
+	if where == "" {
+		where = "the SRV records of " + session.Domain(cfg.JID)
+	}
+	g.logf("connecting to %s as %s", where, cfg.JID)
+	if cfg.RefusePlain {
+		g.logf("this account has logged in with SCRAM before: PLAIN is refused (--allow-plain allows it)")
+	}
 	s, err := session.Dial(ctx, cfg)
 	if err != nil {
-		return nil, host, err
+		return nil, "", downgradeHint(err)
 	}
-	g.logf("logged in as %s", s.JID())
+	info := s.Info()
+	g.logf("the server offered SASL %s", strings.Join(info.Offered, ", "))
+	g.logf("logged in as %s: %s", s.JID(), describeLogin(info))
+	if session.IsSCRAM(info.Mechanism) {
+		if err := rememberSCRAM(cfg.JID); err != nil {
+			g.logf("cannot record the SCRAM login for downgrade protection: %v", err)
+		}
+	}
+	host := ""
+	if ep, err := session.ParseServer(info.Server); err == nil {
+		host = ep.Host
+	}
 	return s, host, nil
+}
+
+// describeLogin says how a session logged in, for --verbose and
+// probe-proxy: "SCRAM-SHA-1-PLUS (tls-unique), TLS 1.2 (STARTTLS), 127.0.0.1:5222".
+func describeLogin(info session.ConnInfo) string {
+	mech := info.Mechanism
+	if info.ChannelBinding != "" {
+		mech += " (" + info.ChannelBinding + ")"
+	}
+	tls := "no TLS"
+	if info.TLSVersion != "" {
+		kind := "STARTTLS"
+		if info.DirectTLS {
+			kind = "Direct TLS"
+		}
+		tls = info.TLSVersion + " (" + kind + ")"
+	}
+	return mech + ", " + tls + ", " + info.Server
 }

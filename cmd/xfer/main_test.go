@@ -13,7 +13,7 @@ import (
 )
 
 // One private Prosody serves every script of this package.
-var srv, plain *testserver.Server
+var srv, plain, plainOnly *testserver.Server
 
 var accounts = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace"}
 
@@ -36,7 +36,13 @@ func startServers(t *testing.T) {
 		srv.Stop()
 		t.Fatal(err)
 	}
-	for _, s := range []*testserver.Server{srv, plain} {
+	// A server that offers PLAIN only, for the downgrade protection.
+	if plainOnly, err = testserver.Start(testserver.Options{OnlyPlain: true, NoProxy: true}); err != nil {
+		srv.Stop()
+		plain.Stop()
+		t.Fatal(err)
+	}
+	for _, s := range []*testserver.Server{srv, plain, plainOnly} {
 		for _, u := range accounts {
 			if err := s.Register(u, u+"-pw"); err != nil {
 				t.Fatal(err)
@@ -54,7 +60,7 @@ func startServers(t *testing.T) {
 
 func TestScripts(t *testing.T) {
 	startServers(t)
-	t.Cleanup(func() { srv.Stop(); plain.Stop() })
+	t.Cleanup(func() { srv.Stop(); plain.Stop(); plainOnly.Stop() })
 	// A port nothing listens on, for the unreachable-server case.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -67,6 +73,9 @@ func TestScripts(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("XFER_SERVER", srv.Addr)
 			env.Setenv("PLAIN_SERVER", plain.Addr)
+			env.Setenv("TLS_SERVER", "tls://"+srv.TLSAddr)
+			env.Setenv("PLAINONLY_SERVER", plainOnly.Addr)
+			env.Setenv("PLAINONLY_CA", plainOnly.CAFile)
 			env.Setenv("CLOSED_SERVER", closed)
 			env.Setenv("CA", srv.CAFile)
 			env.Setenv("PROXY_ADDR", srv.ProxyAddr)

@@ -55,13 +55,16 @@ Exit status 0 when at least one proxy passed, 8 when none did.`,
 			rep, err := probe.Run(cmd.Context(), s, probe.Options{Proxies: proxies, Payload: size, HostTimeout: o.hostTimeout, ServerHost: host})
 			if rep != nil {
 				if g.json {
+					info := s.Info()
 					if jerr := g.emitJSON(struct {
-						Type string `json:"type"`
+						Type  string    `json:"type"`
+						Login loginJSON `json:"login"`
 						*probe.Report
-					}{"probe", rep}); jerr != nil {
+					}{"probe", loginJSON{info.Server, info.TLSVersion, info.DirectTLS, info.Mechanism, info.ChannelBinding}, rep}); jerr != nil {
 						return jerr
 					}
 				} else {
+					fmt.Fprintf(g.stdout, "logged in with %s\n", describeLogin(s.Info()))
 					printProbe(g, rep)
 				}
 				if err != nil {
@@ -75,6 +78,15 @@ Exit status 0 when at least one proxy passed, 8 when none did.`,
 	cmd.Flags().StringVar(&o.payload, "payload", "8MiB", "bytes to push through each proxy (e.g. 512KiB, 8MiB)")
 	cmd.Flags().DurationVar(&o.hostTimeout, "host-timeout", 5*time.Second, "limit for each streamhost's connect, handshake and activation")
 	return cmd
+}
+
+// loginJSON is how probe-proxy --json says the account logged in.
+type loginJSON struct {
+	Server         string `json:"server"`
+	TLS            string `json:"tls"` // "TLS 1.3", or "" without TLS
+	DirectTLS      bool   `json:"direct_tls"`
+	Mechanism      string `json:"mechanism"`
+	ChannelBinding string `json:"channel_binding,omitempty"`
 }
 
 func printProbe(g *globalOptions, rep *probe.Report) {

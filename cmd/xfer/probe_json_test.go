@@ -28,8 +28,13 @@ func TestProbeProxyJSONParses(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	var rep struct {
-		Type    string `json:"type"`
-		OK      bool   `json:"ok"`
+		Type  string `json:"type"`
+		OK    bool   `json:"ok"`
+		Login struct {
+			Server    string `json:"server"`
+			TLS       string `json:"tls"`
+			Mechanism string `json:"mechanism"`
+		} `json:"login"`
 		Proxies []struct {
 			JID         string `json:"jid"`
 			OK          bool   `json:"ok"`
@@ -48,6 +53,9 @@ func TestProbeProxyJSONParses(t *testing.T) {
 	}
 	if dec.More() {
 		t.Fatal("more than one JSON document")
+	}
+	if rep.Login.Server != s.Addr || rep.Login.TLS != "TLS 1.3" || rep.Login.Mechanism != "SCRAM-SHA-1" {
+		t.Fatalf("login %+v", rep.Login)
 	}
 	byJID := map[string]int{}
 	for i, p := range rep.Proxies {

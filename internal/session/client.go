@@ -3,20 +3,15 @@ package session
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"gosrc.io/xmpp"
 	"gosrc.io/xmpp/stanza"
 )
 
@@ -24,11 +19,13 @@ import (
 type Config struct {
 	JID      string // bare or full; a full JID asks for that resource
 	Password string
-	Server   string // host:port; empty means SRV lookup, then the JID's domain on 5222
+	Server   string // HOST[:PORT] (STARTTLS) or tls://HOST[:PORT] (Direct TLS); empty means SRV lookup, then the JID's domain on 5222
 
 	RootCAs            *x509.CertPool // extra trust (--tls-ca); nil means the system pool
 	InsecureSkipVerify bool           // --insecure
-	AllowPlaintext     bool           // --no-tls; refused unless Server is loopback
+	AllowPlaintext     bool           // --no-tls; refused unless Server is loopback, where STARTTLS is then skipped
+	RefusePlain        bool           // never SASL PLAIN (downgrade protection: the account has used SCRAM)
+	Resolver           Resolver       // SRV lookups; nil means net.DefaultResolver
 
 	Timeout   time.Duration // bounds connect and login; default 30s
 	IQTimeout time.Duration // default reply wait; default DefaultIQTimeout
@@ -121,28 +118,6 @@ func (r *rawPayload) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error 
 	return nil
 }
 
-// clientTransport sends through gosrc.io/xmpp's client.
-type clientTransport struct {
-	c       *xmpp.Client
-	timeout time.Duration
-}
-
-func (t *clientTransport) send(stanza []byte) error { return t.c.SendRaw(string(stanza)) }
-
-func (t *clientTransport) close() error {
-	// The library waits for the server's </stream:stream> for up to its
-	// connect timeout and may never see it (its receive loop can be stuck):
-	// bound the wait here.
-	done := make(chan error, 1)
-	go func() { done <- t.c.Disconnect() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(t.timeout):
-		return nil
-	}
-}
-
 // IsLoopback reports whether host (a name or an address, without port)
 // resolves to loopback addresses only.
 func IsLoopback(ctx context.Context, host string) bool {
@@ -164,26 +139,24 @@ func IsLoopback(ctx context.Context, host string) bool {
 	return true
 }
 
-// ServerAddress resolves where to connect for jid: the given server, else
-// the XMPP client SRV record of its domain, else the domain on port 5222.
+// ServerAddress is the host:port Dial tries first for jid: the given
+// server, else the first SRV target of its domain, else the domain on
+// port 5222. Dial itself tries every endpoint in turn (see Endpoints).
 func ServerAddress(ctx context.Context, jid, server string) string {
-	if server != "" {
-		if _, _, err := net.SplitHostPort(server); err != nil {
-			return net.JoinHostPort(strings.Trim(server, "[]"), "5222")
-		}
+	eps, err := Endpoints(ctx, nil, jid, server)
+	if err != nil || len(eps) == 0 {
 		return server
 	}
-	domain := Domain(jid)
-	_, srvs, err := net.DefaultResolver.LookupSRV(ctx, "xmpp-client", "tcp", domain)
-	if err == nil && len(srvs) > 0 && srvs[0].Target != "." {
-		return net.JoinHostPort(strings.TrimSuffix(srvs[0].Target, "."), strconv.Itoa(int(srvs[0].Port)))
-	}
-	return net.JoinHostPort(domain, "5222")
+	return eps[0].Addr()
 }
 
-// Dial connects and logs in. TLS (STARTTLS) is required and verified unless
-// the config says otherwise; plaintext is allowed only to a loopback server,
-// because the library authenticates with SASL PLAIN only.
+// Dial connects and logs in: each endpoint in turn (Endpoints), TLS
+// (Direct TLS or STARTTLS) verified against the JID's domain, SASL with the
+// strongest mechanism offered (SCRAM-SHA-256-PLUS, SCRAM-SHA-1-PLUS,
+// SCRAM-SHA-256, SCRAM-SHA-1, PLAIN), resource binding. Plaintext is
+// allowed only to a loopback server, and only with AllowPlaintext; then
+// STARTTLS is not used even when offered. A refused login (ErrAuth) is not
+// retried on the next endpoint.
 func Dial(ctx context.Context, cfg Config) (*Session, error) {
 	registerOnce.Do(registerRawPayloads)
 	if cfg.Timeout <= 0 {
@@ -198,107 +171,48 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 	if cfg.Password == "" {
 		return nil, fmt.Errorf("%w: no password given", ErrAuth)
 	}
-	addr := ServerAddress(ctx, cfg.JID, cfg.Server)
-	host, _, _ := net.SplitHostPort(addr)
-	if cfg.AllowPlaintext && !IsLoopback(ctx, host) {
-		return nil, fmt.Errorf("session: refusing plaintext to %s: the password would cross the network in the clear (SASL PLAIN); use TLS", addr)
-	}
-
-	tlsConfig := &tls.Config{
-		RootCAs:            cfg.RootCAs,
-		InsecureSkipVerify: cfg.InsecureSkipVerify,
-		ServerName:         Domain(cfg.JID),
-		MinVersion:         tls.VersionTLS12,
-	}
-	// The library uses this both as its dial timeout and as its wait for
-	// the server's stream close after a failed login (TLS or SASL), which
-	// it always sits out: keep it a fraction of the overall timeout so
-	// that a failure is reported as such, before the timeout.
-	connectSeconds := int(math.Ceil(cfg.Timeout.Seconds() / 3))
-	libCfg := &xmpp.Config{
-		TransportConfiguration: xmpp.TransportConfiguration{
-			Address:        addr,
-			Domain:         Domain(cfg.JID),
-			ConnectTimeout: connectSeconds,
-			TLSConfig:      tlsConfig,
-		},
-		Jid:            cfg.JID,
-		Credential:     xmpp.Password(cfg.Password),
-		Insecure:       cfg.AllowPlaintext,
-		ConnectTimeout: connectSeconds,
-	}
-
-	var s *Session
-	ready := make(chan struct{})
-	router := xmpp.NewRouter()
-	router.NewRoute().HandlerFunc(func(_ xmpp.Sender, p stanza.Packet) {
-		<-ready
-		switch st := p.(type) {
-		case *stanza.IQ:
-			s.dispatch(fromLibIQ(st))
-		case stanza.Presence:
-			s.dispatchPresence(Presence{From: st.From, Type: string(st.Type), Priority: int(st.Priority)})
-		case stanza.Message:
-			s.dispatchMessage(fromLibMessage(&st))
-		}
-	})
-	var failMu sync.Mutex
-	var early error // errors before the session exists
-	onError := func(err error) {
-		failMu.Lock()
-		defer failMu.Unlock()
-		if s != nil {
-			s.fail(fmt.Errorf("%w: %v", ErrDisconnected, err))
-		} else if early == nil {
-			early = err
-		}
-	}
-	client, err := xmpp.NewClient(libCfg, router, onError)
+	eps, err := Endpoints(ctx, cfg.Resolver, cfg.JID, cfg.Server)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConnect, err)
 	}
-	// Every loss reaches the error handler (a failed read, a stream error,
-	// a failed keepalive closes the socket and so fails the read); the
-	// library's event handler does not always fire, and its Event type
-	// cannot be passed without copying a lock.
-
-	// The library's login has no deadline after the TCP connect: run it
-	// aside and give up on it when ctx ends.
-	connected := make(chan error, 1)
-	go func() { connected <- client.Connect() }()
-	select {
-	case err = <-connected:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %s did not complete login within %v", ErrConnect, addr, cfg.Timeout)
+	loopback := make([]bool, len(eps))
+	anyLoopback := false
+	for i, ep := range eps {
+		loopback[i] = IsLoopback(ctx, ep.Host)
+		anyLoopback = anyLoopback || loopback[i]
 	}
-	if err != nil {
-		return nil, classifyConnectError(addr, err)
+	if cfg.AllowPlaintext && !anyLoopback {
+		return nil, fmt.Errorf("session: refusing plaintext to %s: the session (and with SASL PLAIN the password) would cross the network in the clear; use TLS", eps[0])
 	}
-	failMu.Lock()
-	jid := cfg.JID
-	if client.Session != nil && client.Session.BindJid != "" {
-		jid = client.Session.BindJid
+	var firstErr, tlsErr error
+	for i, ep := range eps {
+		res, err := login(ctx, &cfg, ep, cfg.AllowPlaintext && loopback[i] && !ep.DirectTLS)
+		if err == nil {
+			s := newSession(res.jid, nil, cfg.IQTimeout, cfg.DebugXML)
+			s.info = res.info
+			tr := newLibTransport(res.conn, res.dec)
+			s.tr = tr
+			go tr.readLoop(s)
+			go tr.keepalive(s)
+			return s, nil
+		}
+		if errors.Is(err, ErrAuth) || ctx.Err() != nil {
+			return nil, err
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		if tlsErr == nil && errors.Is(err, ErrTLS) {
+			tlsErr = err
+		}
 	}
-	s = newSession(jid, &clientTransport{c: client, timeout: 3 * time.Second}, cfg.IQTimeout, cfg.DebugXML)
-	failMu.Unlock()
-	close(ready)
-	return s, nil
-}
-
-func classifyConnectError(addr string, err error) error {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "auth failure"):
-		return fmt.Errorf("%w: the server rejected the JID or password (%s)", ErrAuth, strings.TrimPrefix(msg, "auth failure: "))
-	case strings.Contains(msg, "no matching authentication"):
-		return fmt.Errorf("%w: the server offers no SASL mechanism this client supports (PLAIN only): %v", ErrAuth, err)
-	case strings.Contains(msg, "does not advertise support for starttls"):
-		return fmt.Errorf("%w: %s offers no TLS (STARTTLS); xfer will not send the password in the clear (--no-tls allows it for a server on a loopback address)", ErrTLS, addr)
-	case strings.Contains(msg, "x509") || strings.Contains(msg, "certificate") || strings.Contains(msg, "tls") || strings.Contains(msg, "TLS"):
-		return fmt.Errorf("%w with %s: %v (use --tls-ca FILE to trust its certificate)", ErrTLS, addr, err)
-	default:
-		return fmt.Errorf("%w %s: %v", ErrConnect, addr, err)
+	if tlsErr != nil {
+		firstErr = tlsErr
 	}
+	if len(eps) > 1 {
+		return nil, fmt.Errorf("%w (tried %d endpoints)", firstErr, len(eps))
+	}
+	return nil, firstErr
 }
 
 // fromLibIQ converts the library's IQ into ours.

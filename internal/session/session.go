@@ -3,9 +3,12 @@
 // handlers by type and namespace, and answers the rest with
 // service-unavailable.
 //
-// It is the only package that imports gosrc.io/xmpp. Protocol packages see
-// stanzas as plain values with raw XML payloads, so they can be tested over
-// net.Pipe with NewStream and never depend on the library's quirks.
+// It logs in itself (login.go: STARTTLS or Direct TLS, SASL with SCRAM and
+// channel binding through mellium.im/sasl, resource binding) and reads the
+// stanzas with gosrc.io/xmpp's stanza decoder. It is the only package that
+// imports gosrc.io/xmpp. Protocol packages see stanzas as plain values with
+// raw XML payloads, so they can be tested over net.Pipe with NewStream and
+// never depend on the library's quirks.
 package session
 
 import (
@@ -60,6 +63,7 @@ type Session struct {
 	jid       string // our full JID
 	domain    string
 	tr        transport
+	info      ConnInfo
 	iqTimeout time.Duration
 	debug     io.Writer
 
@@ -102,6 +106,10 @@ func newSession(jid string, tr transport, iqTimeout time.Duration, debug io.Writ
 
 // JID returns the session's full JID, as bound by the server.
 func (s *Session) JID() string { return s.jid }
+
+// Info says how the session reached its server: the endpoint, TLS, the
+// SASL mechanism. It is zero for a session made by NewStream.
+func (s *Session) Info() ConnInfo { return s.info }
 
 // Domain returns the domain of the session's account.
 func (s *Session) Domain() string { return s.domain }

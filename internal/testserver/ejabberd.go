@@ -72,7 +72,13 @@ hosts:
 {{if not .Plaintext}}certfiles:
   - "{{.Dir}}/certs/server.pem"
 {{end}}auth_method: internal
-listen:
+auth_password_format: scram
+{{if .SCRAMSHA256}}auth_scram_hash: sha256
+{{end}}{{if .NoPlain}}disable_sasl_mechanisms:
+  - plain
+  - digest-md5
+  - x-oauth2
+{{end}}listen:
   -
     port: {{.C2SPort}}
     ip: "127.0.0.1"
@@ -85,7 +91,25 @@ listen:
     shaper: none
     access: c2s
     backlog: 128
-acl:
+{{if .TLS12}}    protocol_options:
+      - "no_sslv3"
+      - "no_tlsv1"
+      - "no_tlsv1_1"
+      - "no_tlsv1_3"
+{{end}}{{if not .Plaintext}}  -
+    port: {{.TLSPort}}
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    tls: true
+    max_stanza_size: 262144
+    shaper: none
+    access: c2s
+{{if .TLS12}}    protocol_options:
+      - "no_sslv3"
+      - "no_tlsv1"
+      - "no_tlsv1_1"
+      - "no_tlsv1_3"
+{{end}}{{end}}acl:
   local:
     user_regexp: ""
 access_rules:
@@ -136,8 +160,8 @@ func StartEjabberd(opts Options) (*Server, error) {
 	if !EjabberdInstalled() {
 		return nil, ErrNoEjabberd
 	}
-	if opts.DeadProxy || opts.NoNagle || opts.HTTPUpload {
-		return nil, errors.New("testserver: ejabberd: the DeadProxy, NoNagle and HTTPUpload options are Prosody-only")
+	if opts.DeadProxy || opts.NoNagle || opts.HTTPUpload || opts.OnlyPlain {
+		return nil, errors.New("testserver: ejabberd: the DeadProxy, NoNagle, HTTPUpload and OnlyPlain options are Prosody-only")
 	}
 	ej, err := newEjabberd()
 	if err != nil {
@@ -181,21 +205,25 @@ func StartEjabberd(opts Options) (*Server, error) {
 			return nil, err
 		}
 	}
-	var ports [3]int
+	var ports [4]int
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
 			return nil, err
 		}
 	}
-	c2s, proxy, dist := ports[0], ports[1], ports[2]
+	c2s, proxy, dist, tlsPort := ports[0], ports[1], ports[2], ports[3]
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(c2s))
+	if !opts.Plaintext {
+		s.TLSAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort))
+	}
 	if !opts.NoProxy {
 		s.ProxyJID = "proxy.localhost"
 		s.ProxyAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(proxy))
 	}
 	data := map[string]any{
 		"Dir": dir, "C2SPort": c2s, "ProxyPort": proxy, "DistPort": dist,
-		"Plaintext": opts.Plaintext, "NoProxy": opts.NoProxy,
+		"Plaintext": opts.Plaintext, "NoProxy": opts.NoProxy, "TLSPort": tlsPort,
+		"SCRAMSHA256": opts.SCRAMSHA256, "NoPlain": !opts.Plain && !opts.Plaintext, "TLS12": opts.TLS12,
 		"Node": ej.node, "PID": os.Getpid(),
 	}
 	for name, text := range map[string]string{

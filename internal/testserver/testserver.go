@@ -55,6 +55,25 @@ type Options struct {
 	// component upload.localhost, served over plain HTTP on a free
 	// 127.0.0.1 port, files up to UploadSizeLimit bytes.
 	HTTPUpload bool
+
+	// The server stores passwords hashed for SCRAM (Prosody's
+	// internal_hashed, ejabberd's auth_password_format: scram) and offers
+	// SCRAM-SHA-1 only, no PLAIN (and SCRAM-SHA-1-PLUS on TLS 1.2: Prosody
+	// 0.12 binds channels with tls-unique only, which TLS 1.3 does not
+	// define), so that every test logs in with SCRAM. A Plaintext server
+	// offers PLAIN too, as before. These options change that.
+
+	// SCRAMSHA256 hashes with SHA-256 instead: SCRAM-SHA-256 (and
+	// -PLUS on TLS 1.2 for ejabberd) instead of SCRAM-SHA-1.
+	SCRAMSHA256 bool
+	// Plain offers SASL PLAIN as well.
+	Plain bool
+	// OnlyPlain disables SCRAM: PLAIN only, as a server that cannot
+	// SCRAM (or an attacker downgrading the login) offers. Prosody only.
+	OnlyPlain bool
+	// TLS12 caps the server's TLS at 1.2, where Prosody 0.12 and ejabberd
+	// 23.01 offer the -PLUS mechanisms (tls-unique channel binding).
+	TLS12 bool
 }
 
 // UploadSizeLimit is the upload service's max-file-size with HTTPUpload.
@@ -63,7 +82,8 @@ const UploadSizeLimit = 4 << 20
 // Server is a running private Prosody.
 type Server struct {
 	Domain    string // "localhost"
-	Addr      string // c2s host:port on 127.0.0.1
+	Addr      string // c2s host:port on 127.0.0.1 (STARTTLS)
+	TLSAddr   string // c2s Direct TLS (XEP-0368) host:port on 127.0.0.1; "" when Plaintext
 	ProxyJID  string // "proxy.localhost", or "" with NoProxy
 	ProxyAddr string // the proxy's SOCKS5 host:port
 	DeadProxy string // "deadproxy.localhost" with DeadProxy
@@ -98,7 +118,9 @@ log = { { levels = { min = "info" }, to = "file", filename = "{{.Dir}}/prosody.l
 certificates = "{{.Dir}}/certs"
 modules_enabled = { "roster"; "saslauth"; {{if not .Plaintext}}"tls"; {{end}}"disco"; "ping"; "posix" }
 modules_disabled = { "s2s"{{if .Plaintext}}; "tls"{{end}} }
-authentication = "internal_plain"
+authentication = "internal_hashed"
+{{if .SCRAMSHA256}}password_hash = "SHA-256"
+{{end}}disable_sasl_mechanisms = { "DIGEST-MD5"{{if .NoPlain}}; "PLAIN"{{end}}{{if .OnlyPlain}}; "SCRAM-SHA-1"; "SCRAM-SHA-1-PLUS"; "SCRAM-SHA-256"; "SCRAM-SHA-256-PLUS"{{end}} }
 storage = "internal"
 interfaces = { "127.0.0.1" }
 c2s_ports = { {{.C2SPort}} }
@@ -109,13 +131,14 @@ http_ports = { {{if .HTTPUpload}}{{.HTTPPort}}{{end}} }
 http_default_host = "upload.localhost"
 http_external_url = "http://127.0.0.1:{{.HTTPPort}}/"
 {{end}}https_ports = { }
-c2s_direct_tls_ports = { }
+c2s_direct_tls_ports = { {{if not .Plaintext}}{{.TLSPort}}{{end}} }
 c2s_require_encryption = {{if .Plaintext}}false{{else}}true{{end}}
 allow_unencrypted_plain_auth = {{if .Plaintext}}true{{else}}false{{end}}
 -- Prosody 0.12 reads proxy65 ports only here, in the global section.
 proxy65_ports = { {{.ProxyPort}} }
 proxy65_interfaces = { "127.0.0.1" }
-{{if not .Plaintext}}ssl = { certificate = "{{.Dir}}/certs/localhost.crt"; key = "{{.Dir}}/certs/localhost.key" }
+{{if not .Plaintext}}ssl = { certificate = "{{.Dir}}/certs/localhost.crt"; key = "{{.Dir}}/certs/localhost.key"{{if .TLS12}}; protocol = "tlsv1_2"{{end}} }
+c2s_direct_tls_ssl = { certificate = "{{.Dir}}/certs/localhost.crt"; key = "{{.Dir}}/certs/localhost.key"{{if .TLS12}}; protocol = "tlsv1_2"{{end}} }
 {{end}}
 VirtualHost "localhost"
 {{if not .NoProxy}}
@@ -165,7 +188,14 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	tlsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(c2s))
+	if !opts.Plaintext {
+		s.TLSAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort))
+	}
 	if !opts.NoProxy {
 		s.ProxyJID = "proxy.localhost"
 		s.ProxyAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(proxy))
@@ -186,6 +216,8 @@ func Start(opts Options) (*Server, error) {
 		"Dir": dir, "C2SPort": c2s, "ProxyPort": proxy,
 		"Plaintext": opts.Plaintext, "DeadProxy": opts.DeadProxy, "NoProxy": opts.NoProxy, "NoNagle": opts.NoNagle,
 		"HTTPUpload": opts.HTTPUpload, "HTTPPort": httpPort, "UploadSizeLimit": UploadSizeLimit,
+		"TLSPort": tlsPort, "SCRAMSHA256": opts.SCRAMSHA256, "NoPlain": !opts.Plain && !opts.OnlyPlain && !opts.Plaintext, "OnlyPlain": opts.OnlyPlain,
+		"TLS12": opts.TLS12,
 	})
 	if err != nil {
 		return nil, err
@@ -240,6 +272,9 @@ func (s *Server) startProcess() error {
 	go func() { cmd.Wait(); out.Close(); close(exited) }()
 
 	addrs := []string{s.Addr}
+	if s.TLSAddr != "" {
+		addrs = append(addrs, s.TLSAddr)
+	}
 	if s.ProxyAddr != "" {
 		addrs = append(addrs, s.ProxyAddr)
 	}

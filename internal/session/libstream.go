@@ -1,0 +1,116 @@
+package session
+
+import (
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"gosrc.io/xmpp/stanza"
+)
+
+// keepaliveInterval is how often an idle stream gets a whitespace ping
+// (RFC 6120 §4.6.1), as gosrc.io/xmpp's client sent: a dead connection
+// then fails a write, which ends the session.
+const keepaliveInterval = 30 * time.Second
+
+// libTransport carries stanzas on a stream the session negotiated itself
+// (login.go): gosrc.io/xmpp's stanza decoder reads them, and the session
+// writes its own raw XML.
+type libTransport struct {
+	conn    net.Conn
+	dec     *xml.Decoder
+	timeout time.Duration // wait for the server's </stream:stream> on close
+
+	writeMu  sync.Mutex
+	readDone chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+}
+
+func newLibTransport(conn net.Conn, dec *xml.Decoder) *libTransport {
+	return &libTransport{conn: conn, dec: dec, timeout: 3 * time.Second, readDone: make(chan struct{}), stop: make(chan struct{})}
+}
+
+func (t *libTransport) send(b []byte) error {
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
+	_, err := t.conn.Write(b)
+	return err
+}
+
+// close ends the stream: our </stream:stream>, then a bounded wait for the
+// server's, then the connection.
+func (t *libTransport) close() error {
+	t.stopOnce.Do(func() { close(t.stop) })
+	t.writeMu.Lock()
+	_ = t.conn.SetWriteDeadline(time.Now().Add(t.timeout))
+	_, _ = t.conn.Write([]byte("</stream:stream>"))
+	t.writeMu.Unlock()
+	select {
+	case <-t.readDone:
+	case <-time.After(t.timeout):
+	}
+	return t.conn.Close()
+}
+
+func (t *libTransport) keepalive(s *Session) {
+	tick := time.NewTicker(keepaliveInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			t.writeMu.Lock()
+			_ = t.conn.SetWriteDeadline(time.Now().Add(keepaliveInterval))
+			_, err := t.conn.Write([]byte(" "))
+			_ = t.conn.SetWriteDeadline(time.Time{})
+			t.writeMu.Unlock()
+			if err != nil {
+				s.fail(fmt.Errorf("%w: keepalive: %v", ErrDisconnected, err))
+				t.conn.Close()
+				return
+			}
+		case <-t.stop:
+			return
+		case <-s.Done():
+			return
+		}
+	}
+}
+
+// readLoop hands every stanza to the session, each on its own goroutine
+// as the library's router did, until the stream ends. Any error ends the
+// session: a failed read, a stream error, the server's stream close.
+func (t *libTransport) readLoop(s *Session) {
+	defer close(t.readDone)
+	defer t.stopOnce.Do(func() { close(t.stop) })
+	for {
+		p, err := stanza.NextPacket(t.dec)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				err = errors.New("connection closed")
+			}
+			s.fail(fmt.Errorf("%w: %v", ErrDisconnected, err))
+			t.conn.Close()
+			return
+		}
+		switch st := p.(type) {
+		case *stanza.IQ:
+			go s.dispatch(fromLibIQ(st))
+		case stanza.Presence:
+			go s.dispatchPresence(Presence{From: st.From, Type: string(st.Type), Priority: int(st.Priority)})
+		case stanza.Message:
+			go s.dispatchMessage(fromLibMessage(&st))
+		case stanza.StreamError:
+			s.fail(fmt.Errorf("%w: stream error: %s %s", ErrDisconnected, st.Error.Local, st.Text))
+			t.conn.Close()
+			return
+		case stanza.StreamClosePacket:
+			s.fail(fmt.Errorf("%w: the server closed the stream", ErrDisconnected))
+			t.conn.Close()
+			return
+		}
+	}
+}
