@@ -7,11 +7,13 @@ import (
 	"testing"
 
 	"xfer/internal/ibb"
+	"xfer/internal/jingle"
 	"xfer/internal/negotiate"
 	"xfer/internal/probe"
 	"xfer/internal/s5b"
 	"xfer/internal/session"
 	"xfer/internal/transfer"
+	"xfer/internal/upload"
 )
 
 // The documented exit codes, decided in one place, for every kind of
@@ -41,6 +43,16 @@ func TestExitCodes(t *testing.T) {
 		{wrap(ibb.ErrUnexpectedSeq), ExitTransfer},
 		{wrap(s5b.ErrNoStreamhost), ExitTransfer},
 		{wrap(probe.ErrNoWorkingProxy), ExitNoProxy},
+		// Once fell to exit 1: every sentinel now says its kind.
+		{wrap(s5b.ErrAuthRequired), ExitTransfer},
+		{wrap(negotiate.ErrBadAccept), ExitTransfer},
+		{wrap(upload.ErrMalformed), ExitTransfer},
+		{wrap(session.ErrServerProof), ExitAuth},
+		{wrap(fmt.Errorf("%w: %w", transfer.ErrRefused, &jingle.TerminatedError{Reason: jingle.ReasonDecline})), ExitRefused},
+		{wrap(&jingle.TerminatedError{Reason: jingle.ReasonMediaError}), ExitTransfer},
+		{wrap(jingle.ErrSecurity), ExitRefused},
+		{wrap(jingle.ErrNoTransport), ExitTransfer},
+		{wrap(fmt.Errorf("%w (%w)", ibb.ErrClosedByPeer, context.Canceled)), ExitInterrupted},
 		{wrap(context.Canceled), ExitInterrupted},
 		{errors.New("something else"), ExitError},
 	} {

@@ -25,6 +25,7 @@ import (
 	"os"
 	"time"
 
+	"xfer/internal/fault"
 	"xfer/internal/session"
 )
 
@@ -70,13 +71,13 @@ const (
 // Write wrap one of them.
 var (
 	ErrClosed        = errors.New("ibb: use of closed bytestream")
-	ErrClosedByPeer  = errors.New("ibb: bytestream closed by peer")
-	ErrRefused       = errors.New("ibb: peer refused the bytestream")
-	ErrRejected      = errors.New("ibb: peer rejected data")
-	ErrUnexpectedSeq = errors.New("ibb: unexpected sequence number")
-	ErrBadData       = errors.New("ibb: malformed data")
-	ErrTimeout       = errors.New("ibb: timed out")
-	ErrSessionEnded  = errors.New("ibb: XMPP session ended")
+	ErrClosedByPeer  = fault.New(fault.Transfer, "ibb: bytestream closed by peer")
+	ErrRefused       = fault.New(fault.Transfer, "ibb: peer refused the bytestream")
+	ErrRejected      = fault.New(fault.Transfer, "ibb: peer rejected data")
+	ErrUnexpectedSeq = fault.New(fault.Transfer, "ibb: unexpected sequence number")
+	ErrBadData       = fault.New(fault.Transfer, "ibb: malformed data")
+	ErrTimeout       = fault.New(fault.Timeout, "ibb: timed out")
+	ErrSessionEnded  = fault.New(fault.Transfer, "ibb: XMPP session ended")
 	ErrSIDInUse      = errors.New("ibb: sid already in use")
 )
 

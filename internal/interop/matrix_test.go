@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"xfer/internal/libervia"
 	"xfer/internal/session"
 	"xfer/internal/testserver"
 	"xfer/internal/transfer"
@@ -25,11 +26,13 @@ import (
 // through both servers, one table.
 //
 //	servers:    Prosody (the package's, from TestMain), ejabberd (started here)
-//	methods:    S5B direct, S5B through the server's proxy, IBB
-//	directions: xfer → xfer, xfer → slixmpp, slixmpp → xfer
+//	methods:    SI (XEP-0096) and Jingle (XEP-0234), each over S5B direct,
+//	            S5B through the server's proxy, and IBB
+//	directions: xfer → xfer, xfer → slixmpp, slixmpp → xfer,
+//	            xfer → Libervia, Libervia → xfer
 //
-// Each cell is a real transfer of matrixSize random bytes, checked by MD5 on
-// the receiving side and by both sides' account of how the bytes went. A
+// Each cell is a real transfer of matrixSize random bytes, checked by MD5
+// (and for Libervia SHA-256) on the receiving side and by both sides' account of how the bytes went. A
 // cell the peer cannot do is shown as "peer cannot" with the reason (and
 // its subtest is skipped with that reason), never left out. The table goes
 // to the test log, and to stdout with XFER_INTEROP_TABLE=1 (make interop).
@@ -42,30 +45,46 @@ const peerUser = "xferpeer"
 // matrixServer is one server of the matrix and what the ends need to
 // reach it.
 type matrixServer struct {
-	name  string
-	srv   *testserver.Server
-	roots *x509.CertPool
+	name     string
+	srv      *testserver.Server
+	roots    *x509.CertPool
+	libervia *libervia.Peer // one Libervia backend per server
 }
 
 const (
-	methodDirect = "S5B direct"
-	methodProxy  = "S5B proxy"
-	methodIBB    = "IBB"
+	methodDirect       = "SI S5B direct"
+	methodProxy        = "SI S5B proxy"
+	methodIBB          = "SI IBB"
+	methodJingleDirect = "Jingle S5B direct"
+	methodJingleProxy  = "Jingle S5B proxy"
+	methodJingleIBB    = "Jingle IBB"
 
 	dirXferXfer = "xfer → xfer"
 	dirXferSlix = "xfer → slixmpp"
 	dirSlixXfer = "slixmpp → xfer"
+	dirXferLV   = "xfer → Libervia"
+	dirLVXfer   = "Libervia → xfer"
 )
 
 var (
-	matrixMethods    = []string{methodDirect, methodProxy, methodIBB}
-	matrixDirections = []string{dirXferXfer, dirXferSlix, dirSlixXfer}
+	matrixMethods    = []string{methodDirect, methodProxy, methodIBB, methodJingleDirect, methodJingleProxy, methodJingleIBB}
+	matrixDirections = []string{dirXferXfer, dirXferSlix, dirSlixXfer, dirXferLV, dirLVXfer}
 )
+
+func isJingle(method string) bool { return strings.HasPrefix(method, "Jingle") }
 
 // peerCannot lists the cells no test can make work because of the
 // independent peer, with the reason.
 var peerCannot = map[[2]string]string{
 	{methodDirect, dirSlixXfer}: "slixmpp 1.8.3 offers no direct streamhost as a sender: xep_0065.handshake offers only the proxies it discovered (it has no SOCKS5 server)",
+}
+
+func init() {
+	const noJingle = "slixmpp 1.8.3 has no Jingle file transfer (XEP-0234)"
+	for _, m := range []string{methodJingleDirect, methodJingleProxy, methodJingleIBB} {
+		peerCannot[[2]string{m, dirXferSlix}] = noJingle
+		peerCannot[[2]string{m, dirSlixXfer}] = noJingle
+	}
 }
 
 // cell is one transfer's outcome for the table.
@@ -91,7 +110,8 @@ func TestMatrix(t *testing.T) {
 	if err := srv.Register(peerUser, password(peerUser)); err != nil {
 		t.Fatal(err)
 	}
-	ej, err := testserver.StartEjabberd(testserver.Options{})
+	// Plain: Libervia logs in through Twisted, which has no SCRAM.
+	ej, err := testserver.StartEjabberd(testserver.Options{Plain: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,6 +128,7 @@ func TestMatrix(t *testing.T) {
 	ejRoots := x509.NewCertPool()
 	ejRoots.AppendCertsFromPEM(pem)
 	servers = append(servers, &matrixServer{name: "ejabberd", srv: ej, roots: ejRoots})
+	startLibervia(t, servers)
 
 	m := &matrix{cells: map[[3]string]*cell{}}
 	start := time.Now()
@@ -158,6 +179,10 @@ func runCell(t *testing.T, ms *matrixServer, method, dir string) string {
 		via = xferToSlix(ctx, t, ms, method, src, sum)
 	case dirSlixXfer:
 		via = slixToXfer(ctx, t, ms, method, src, sum)
+	case dirXferLV:
+		via = xferToLibervia(ctx, t, ms, method, src, sum)
+	case dirLVXfer:
+		via = liberviaToXfer(ctx, t, ms, method, src, sum)
 	}
 	secs := time.Since(start).Seconds()
 	return fmt.Sprintf("%s, %.2fs", via, secs)
@@ -170,6 +195,12 @@ func wantVia(ms *matrixServer, method string) (string, string) {
 		return "s5b", "direct"
 	case methodProxy:
 		return "s5b", "proxy " + ms.srv.ProxyJID
+	case methodJingleDirect:
+		return "jingle-s5b", "direct"
+	case methodJingleProxy:
+		return "jingle-s5b", "proxy " + ms.srv.ProxyJID
+	case methodJingleIBB:
+		return "jingle-ibb", ""
 	}
 	return "ibb", ""
 }
@@ -198,6 +229,12 @@ func sendOptions(method string) transfer.SendOptions {
 		o.S5B.NoDirect = true
 	case methodIBB:
 		o.Method = "ibb"
+	case methodJingleDirect:
+		o.Method = "jingle-s5b"
+	case methodJingleProxy:
+		o.Method, o.S5B.NoDirect = "jingle-s5b", true
+	case methodJingleIBB:
+		o.Method = "jingle-ibb"
 	}
 	return o
 }
@@ -224,7 +261,7 @@ func xferToXfer(ctx context.Context, t *testing.T, ms *matrixServer, method, src
 	if err != nil {
 		t.Fatalf("xfer send: %v", err)
 	}
-	if res.Method != wantMethod || !sameVia(res.Via, wantVia) || res.Fallback != "" || res.Hash != sum {
+	if res.Method != wantMethod || !sameVia(res.Via, wantVia) || res.Fallback != "" || (!isJingle(method) && res.Hash != sum) {
 		t.Fatalf("sender: %s via %q (fallback %q), md5 %s; want %s via %q, md5 %s", res.Method, res.Via, res.Fallback, res.Hash, wantMethod, wantVia, sum)
 	}
 	got, err := r.Next(ctx)
@@ -328,9 +365,9 @@ func (m *matrix) render(servers []*matrixServer, took time.Duration) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "xfer interoperability matrix: %s, slixmpp %s; %.1f MiB per cell, MD5 checked;\n"+
-		"each cell: how the bytes went, and its wall time with logins and the slixmpp start; all: %.0fs\n",
-		versions(), debVersion("python3-slixmpp"), float64(matrixSize)/(1<<20), took.Seconds())
+	fmt.Fprintf(&b, "xfer interoperability matrix: %s, slixmpp %s, Libervia %s; %.1f MiB per cell, MD5 checked;\n"+
+		"each cell: how the bytes went, and its wall time with logins and the peer's start; all: %.0fs\n",
+		versions(), debVersion("python3-slixmpp"), debVersion("libervia-backend"), float64(matrixSize)/(1<<20), took.Seconds())
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "server\tmethod\t%s\t\n", strings.Join(matrixDirections, "\t"))
 	var notes []string

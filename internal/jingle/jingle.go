@@ -22,8 +22,9 @@
 package jingle
 
 import (
-	"errors"
 	"fmt"
+
+	"xfer/internal/fault"
 )
 
 // Namespaces.
@@ -76,23 +77,23 @@ const (
 var (
 	// ErrMalformed is a Jingle payload that cannot be parsed or breaks
 	// XEP-0166's rules.
-	ErrMalformed = errors.New("jingle: malformed jingle element")
+	ErrMalformed = fault.New(fault.Transfer, "jingle: malformed jingle element")
 	// ErrTerminated is a session the peer ended; the error is a
 	// *TerminatedError with the reason.
-	ErrTerminated = errors.New("jingle: session terminated by the peer")
+	ErrTerminated = fault.New(fault.Transfer, "jingle: session terminated by the peer")
 	// ErrDeclined is a session the peer ended with <decline/> or <busy/>.
-	ErrDeclined = errors.New("jingle: offer declined")
+	ErrDeclined = fault.New(fault.Refused, "jingle: offer declined")
 	// ErrNoTransport means neither SOCKS5 nor in-band could be set up.
-	ErrNoTransport = errors.New("jingle: no transport could be established")
+	ErrNoTransport = fault.New(fault.Transfer, "jingle: no transport could be established")
 	// ErrSessionGone is a session that ended locally or whose XMPP session
 	// ended while it waited.
-	ErrSessionGone = errors.New("jingle: session ended")
+	ErrSessionGone = fault.New(fault.Transfer, "jingle: session ended")
 	// ErrSecurity is an offer wrapped in Jingle Encrypted Transports
 	// (XEP-0391), which xfer cannot decrypt.
-	ErrSecurity = errors.New("jingle: encrypted transfer (JET) not supported")
+	ErrSecurity = fault.New(fault.Refused, "jingle: encrypted transfer (JET) not supported")
 	// ErrUnsupported is an offer of another application or only unknown
 	// transports.
-	ErrUnsupported = errors.New("jingle: unsupported application or transport")
+	ErrUnsupported = fault.New(fault.Refused, "jingle: unsupported application or transport")
 )
 
 // TerminatedError is a session ended by the peer, with its reason.

@@ -2,6 +2,9 @@ package libervia
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -172,5 +175,50 @@ func TestLiberviaSendFailures(t *testing.T) {
 	_, err = alice.Send(ctx, src, xs.JID(), SendOptions{})
 	if err == nil || !strings.Contains(err.Error(), "Can't find any method") {
 		t.Fatalf("second send to the same full JID: %v, want the cached answer (no method)", err)
+	}
+}
+
+// Libervia 0.9 echoes the resume offset xfer asks for, then sends the whole
+// file from byte 0: xfer sees more bytes than were due, says why, drops the
+// part, and the next offer of the file starts over and arrives whole.
+func TestLiberviaIgnoresResume(t *testing.T) {
+	requireLibervia(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	xs := xferLogin(t)
+	dir := t.TempDir()
+	src, sum := writeRandom(t, t.TempDir(), "resume.bin", 200<<10)
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A part of this file from alice, as an interrupted transfer leaves it.
+	part := filepath.Join(dir, ".resume.bin.part")
+	if err := os.WriteFile(part, data[:50<<10], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sidecar := fmt.Sprintf(`{"name":"resume.bin","size":%d,"algo":"sha-256","from":%q}`, len(data), alice.Bare())
+	if err := os.WriteFile(part+".json", []byte(sidecar), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := transfer.NewReceiver(ctx, xs, transfer.ReceiveOptions{Dir: dir, Allow: []string{alice.Bare()}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, _ = alice.Send(ctx, src, xs.JID(), SendOptions{})
+	res, err := r.Next(ctx)
+	if !errors.Is(err, transfer.ErrTooLong) || !strings.Contains(err.Error(), "resume from byte 51200") || res == nil || res.Offset != 50<<10 {
+		t.Fatalf("xfer: %+v, %v; want a clear error about the ignored offset", res, err)
+	}
+	if _, err := os.Stat(part); !os.IsNotExist(err) {
+		t.Fatalf("the part is still there: %v", err)
+	}
+	if _, err := alice.Send(ctx, src, xs.JID(), SendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = r.Next(ctx)
+	if err != nil || res.Offset != 0 || sha256File(t, res.Path) != sum {
+		t.Fatalf("second offer: %+v, %v", res, err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"slices"
 
+	"xfer/internal/fault"
 	"xfer/internal/session"
 )
 
@@ -41,12 +42,12 @@ const (
 // Errors a caller may test with errors.Is. Refusals from the peer wrap the
 // original *session.StanzaError as well.
 var (
-	ErrBadOffer       = errors.New("negotiate: malformed offer")
-	ErrBadAccept      = errors.New("negotiate: malformed accept")
-	ErrBadProfile     = errors.New("negotiate: unsupported stream initiation profile")
-	ErrNoValidStreams = errors.New("negotiate: no stream method in common")
-	ErrDeclined       = errors.New("negotiate: offer declined")
-	ErrUnavailable    = errors.New("negotiate: peer does not support file transfer or is unavailable")
+	ErrBadOffer       = fault.New(fault.Transfer, "negotiate: malformed offer")
+	ErrBadAccept      = fault.New(fault.Transfer, "negotiate: malformed accept")
+	ErrBadProfile     = fault.New(fault.Refused, "negotiate: unsupported stream initiation profile")
+	ErrNoValidStreams = fault.New(fault.Refused, "negotiate: no stream method in common")
+	ErrDeclined       = fault.New(fault.Refused, "negotiate: offer declined")
+	ErrUnavailable    = fault.New(fault.Refused, "negotiate: peer does not support file transfer or is unavailable")
 )
 
 // IQSender is what Send needs from a session.

@@ -10,10 +10,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"xfer/internal/fault"
 )
 
 // ErrStalled is returned when no byte arrives within the stall timeout.
-var ErrStalled = errors.New("oob: no data within the stall timeout")
+var ErrStalled = fault.New(fault.Transfer, "oob: no data within the stall timeout")
 
 // MaxRedirects bounds the redirects Get follows.
 const MaxRedirects = 5

@@ -20,6 +20,8 @@ import (
 	"net/url"
 	"strings"
 	"unicode/utf8"
+
+	"xfer/internal/fault"
 )
 
 // Namespaces.
@@ -37,10 +39,10 @@ const (
 
 // Errors a caller may test with errors.Is.
 var (
-	ErrMalformed = errors.New("oob: malformed payload")
-	ErrScheme    = errors.New("oob: only http and https URLs are allowed")
-	ErrFetch     = errors.New("oob: fetching the URL failed")
-	ErrTooLarge  = errors.New("oob: the file is larger than allowed")
+	ErrMalformed = fault.New(fault.Transfer, "oob: malformed payload")
+	ErrScheme    = fault.New(fault.Refused, "oob: only http and https URLs are allowed")
+	ErrFetch     = fault.New(fault.Transfer, "oob: fetching the URL failed")
+	ErrTooLarge  = fault.New(fault.Refused, "oob: the file is larger than allowed")
 )
 
 // Query is a jabber:iq:oob offer:

@@ -9,7 +9,6 @@ package probe
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -18,12 +17,13 @@ import (
 	"time"
 
 	"xfer/internal/disco"
+	"xfer/internal/fault"
 	"xfer/internal/s5b"
 	"xfer/internal/session"
 )
 
 // ErrNoWorkingProxy is returned when no proxy passed the self-test.
-var ErrNoWorkingProxy = errors.New("probe: no proxy passed the self-test")
+var ErrNoWorkingProxy = fault.New(fault.NoProxy, "probe: no proxy passed the self-test")
 
 // Session is what the probe needs from an XMPP session.
 type Session interface {

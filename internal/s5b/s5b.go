@@ -20,6 +20,8 @@ import (
 	"errors"
 	"net"
 	"strconv"
+
+	"xfer/internal/fault"
 )
 
 // NS is the XEP-0065 namespace.
@@ -36,22 +38,22 @@ const MaxStreamhosts = 8
 // Errors a caller may test with errors.Is.
 var (
 	// ErrProtocol is a SOCKS5 peer breaking the protocol.
-	ErrProtocol = errors.New("s5b: SOCKS5 protocol error")
+	ErrProtocol = fault.New(fault.Transfer, "s5b: SOCKS5 protocol error")
 	// ErrRefused is a SOCKS5 server answering CONNECT with a failure; the
 	// error is a *ReplyError carrying the code.
-	ErrRefused = errors.New("s5b: SOCKS5 connect refused")
+	ErrRefused = fault.New(fault.Transfer, "s5b: SOCKS5 connect refused")
 	// ErrAuthRequired is a SOCKS5 server that refuses NO-AUTH (ejabberd's
 	// mod_proxy65 with auth_type plain does).
-	ErrAuthRequired = errors.New("s5b: SOCKS5 server demands authentication")
+	ErrAuthRequired = fault.New(fault.Transfer, "s5b: SOCKS5 server demands authentication")
 	// ErrNoStreamhost means no streamhost could be used.
-	ErrNoStreamhost = errors.New("s5b: no usable streamhost")
+	ErrNoStreamhost = fault.New(fault.Transfer, "s5b: no usable streamhost")
 	// ErrBadStreamhost is a streamhost without a usable host or port.
-	ErrBadStreamhost = errors.New("s5b: invalid streamhost")
+	ErrBadStreamhost = fault.New(fault.Transfer, "s5b: invalid streamhost")
 	// ErrMalformed is a bytestreams payload that cannot be parsed.
-	ErrMalformed = errors.New("s5b: malformed bytestreams query")
+	ErrMalformed = fault.New(fault.Transfer, "s5b: malformed bytestreams query")
 	// ErrUnexpectedStreamhost is a streamhost-used naming a streamhost that
 	// was not offered.
-	ErrUnexpectedStreamhost = errors.New("s5b: peer used a streamhost that was not offered")
+	ErrUnexpectedStreamhost = fault.New(fault.Transfer, "s5b: peer used a streamhost that was not offered")
 	// ErrServerClosed is returned by a closed Server.
 	ErrServerClosed = errors.New("s5b: server closed")
 	// ErrDuplicate is a second expectation for the same destination address.

@@ -9,12 +9,13 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
 	"mellium.im/sasl"
+
+	"xfer/internal/fault"
 )
 
 // SASL mechanism names, strongest first: the order xfer prefers them.
@@ -36,12 +37,12 @@ const (
 var (
 	// ErrDowngrade: the account has logged in with SCRAM before, and the
 	// server now offers only PLAIN (Config.RefusePlain).
-	ErrDowngrade = errors.New("session: the server offers only PLAIN, but this account has logged in with SCRAM before (a downgrade?)")
+	ErrDowngrade = fault.New(fault.Auth, "session: the server offers only PLAIN, but this account has logged in with SCRAM before (a downgrade?)")
 	// ErrServerProof: the server did not prove that it knows the password
 	// (a bad or missing SCRAM server signature), or broke the SCRAM rules.
-	ErrServerProof = errors.New("session: the server failed SCRAM")
+	ErrServerProof = fault.New(fault.Auth, "session: the server failed SCRAM")
 	// ErrNoMechanism: no mechanism offered that xfer can use.
-	ErrNoMechanism = errors.New("session: no usable SASL mechanism")
+	ErrNoMechanism = fault.New(fault.Auth, "session: no usable SASL mechanism")
 )
 
 // preference lists the mechanisms in the order they are tried.

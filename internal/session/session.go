@@ -21,16 +21,18 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"xfer/internal/fault"
 )
 
 // Errors a caller may test with errors.Is.
 var (
 	ErrClosed       = errors.New("session: closed")
-	ErrDisconnected = errors.New("session: disconnected from server")
-	ErrAuth         = errors.New("session: authentication failed")
-	ErrConnect      = errors.New("session: cannot connect to server")
-	ErrTLS          = errors.New("session: TLS negotiation failed")
-	ErrNoReply      = errors.New("session: no reply")
+	ErrDisconnected = fault.New(fault.Connect, "session: disconnected from server")
+	ErrAuth         = fault.New(fault.Auth, "session: authentication failed")
+	ErrConnect      = fault.New(fault.Connect, "session: cannot connect to server")
+	ErrTLS          = fault.New(fault.Connect, "session: TLS negotiation failed")
+	ErrNoReply      = fault.New(fault.Timeout, "session: no reply")
 )
 
 // DefaultIQTimeout bounds the wait for an IQ reply when the caller's context

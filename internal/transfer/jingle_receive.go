@@ -103,6 +103,9 @@ func (r *Receiver) storeJingle(in *jingle.Incoming, a *admitted, o offerFacts) (
 	res.Method, res.Via, res.Fallback = "jingle-"+st.Method, st.Via, st.Fallback
 	start := time.Now()
 	if _, err := r.readFile(st, a, o); err != nil {
+		if errors.Is(err, ErrTooLong) && a.offset > 0 {
+			err = fmt.Errorf("%w; it was asked to resume from byte %d and seems to have sent the whole file instead (Libervia 0.9 never resumes): the partial file was removed, send it again", err, a.offset)
+		}
 		select {
 		case te := <-in.Ended():
 			err = fmt.Errorf("%w (%w)", err, te)

@@ -16,13 +16,14 @@ import (
 	"syscall"
 	"time"
 
+	"xfer/internal/fault"
 	"xfer/internal/oob"
 	"xfer/internal/session"
 )
 
 // ErrFetch says the receiver could not fetch an out-of-band URL (it
 // answered item-not-found), or that we could not.
-var ErrFetch = errors.New("transfer: the URL could not be fetched")
+var ErrFetch = fault.New(fault.Transfer, "transfer: the URL could not be fetched")
 
 // OOBOptions shape out-of-band offers (Method "oob").
 type OOBOptions struct {

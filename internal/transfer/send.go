@@ -218,7 +218,8 @@ func (sd *Sender) deliver(ctx context.Context, st *bytestream.Stream, src *sourc
 // and the server's proxies unless noS5B, in-band unless noIBB. The
 // returned func releases them.
 func (sd *Sender) streams(ctx context.Context, noS5B, noIBB bool) (bytestream.Options, func()) {
-	o := bytestream.Options{NoS5B: noS5B, NoIBB: noIBB, HostTimeout: sd.Opts.S5B.hostTimeout(), IBB: sd.ibbOptions()}
+	// NoDirect: no direct connection either way, ours or the peer's.
+	o := bytestream.Options{NoS5B: noS5B, NoIBB: noIBB, NoDirect: sd.Opts.S5B.NoDirect, HostTimeout: sd.Opts.S5B.hostTimeout(), IBB: sd.ibbOptions()}
 	release := func() {}
 	if noS5B {
 		return o, release

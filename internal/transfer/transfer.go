@@ -11,6 +11,7 @@ import (
 	"io"
 	"time"
 
+	"xfer/internal/fault"
 	"xfer/internal/session"
 )
 
@@ -22,12 +23,12 @@ const (
 
 // Errors a caller may test with errors.Is.
 var (
-	ErrRefused     = errors.New("transfer: refused by the peer")
-	ErrIntegrity   = errors.New("transfer: integrity check failed")
-	ErrTruncated   = errors.New("transfer: stream ended before all bytes arrived")
-	ErrTooLong     = errors.New("transfer: peer sent more bytes than it declared")
-	ErrStalled     = errors.New("transfer: no data within the stall timeout")
-	ErrNoRecipient = errors.New("transfer: no suitable recipient online")
+	ErrRefused     = fault.New(fault.Refused, "transfer: refused by the peer")
+	ErrIntegrity   = fault.New(fault.Transfer, "transfer: integrity check failed")
+	ErrTruncated   = fault.New(fault.Transfer, "transfer: stream ended before all bytes arrived")
+	ErrTooLong     = fault.New(fault.Transfer, "transfer: peer sent more bytes than it declared")
+	ErrStalled     = fault.New(fault.Transfer, "transfer: no data within the stall timeout")
+	ErrNoRecipient = fault.New(fault.Refused, "transfer: no suitable recipient online")
 	ErrFile        = errors.New("transfer: file error")
 )
 

@@ -23,6 +23,7 @@ import (
 	"sync"
 
 	"xfer/internal/disco"
+	"xfer/internal/fault"
 	"xfer/internal/oob"
 	"xfer/internal/session"
 )
@@ -32,10 +33,10 @@ const NS = "urn:xmpp:http:upload:0"
 
 // Errors a caller may test with errors.Is.
 var (
-	ErrNoService = errors.New("upload: the server offers no HTTP File Upload service")
-	ErrTooLarge  = errors.New("upload: the file is larger than the upload service accepts")
-	ErrMalformed = errors.New("upload: malformed slot")
-	ErrPut       = errors.New("upload: uploading the file failed")
+	ErrNoService = fault.New(fault.Refused, "upload: the server offers no HTTP File Upload service")
+	ErrTooLarge  = fault.New(fault.Refused, "upload: the file is larger than the upload service accepts")
+	ErrMalformed = fault.New(fault.Transfer, "upload: malformed slot")
+	ErrPut       = fault.New(fault.Transfer, "upload: uploading the file failed")
 )
 
 // IQSender is what the package needs from a session.
