@@ -69,13 +69,19 @@ func (o *output) event(e transfer.Event) {
 			fmt.Fprintf(o.g.stderr, "xfer: %s: %s\n", e.File, e.Error)
 		}
 	case "offer":
-		if e.Direction == "receive" && !o.g.quiet && e.Method == "oob" {
+		if e.Direction == "send" && o.g.verbose && generation[e.Method] != "" {
+			// Which generation auto chose, for a user wondering why.
+			fmt.Fprintf(o.g.stderr, "xfer: offering %q to %s with %s\n", e.File, e.Peer, generation[e.Method])
+		} else if e.Direction == "receive" && !o.g.quiet && e.Method == "oob" {
 			fmt.Fprintf(o.g.stderr, "xfer: %s offers %s\n", e.Peer, e.URL)
 		} else if e.Direction == "receive" && !o.g.quiet {
 			fmt.Fprintf(o.g.stderr, "xfer: %s offers %q (%s)\n", e.Peer, e.File, units.Human(e.Size))
 		}
 	}
 }
+
+// generation names the protocol of an offer event's method.
+var generation = map[string]string{"jingle": "Jingle file transfer (XEP-0234)", "si": "SI file transfer (XEP-0096)"}
 
 func (o *output) info(format string, args ...any) {
 	if !o.g.quiet && !o.g.json {

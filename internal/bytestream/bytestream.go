@@ -7,12 +7,23 @@
 package bytestream
 
 import (
+	"context"
 	"net"
 	"time"
 
 	"xfer/internal/ibb"
 	"xfer/internal/s5b"
+	"xfer/internal/session"
 )
+
+// Session is what the negotiators need from an XMPP session: send an IQ
+// and wait for its answer, route incoming IQs to a handler, and know our
+// own JID. *session.Session implements it.
+type Session interface {
+	SendIQ(ctx context.Context, iq *session.IQ) (*session.IQ, error)
+	Handle(typ, ns string, h session.Handler)
+	JID() string
+}
 
 // Options say which bytestreams a transfer may use, and how.
 type Options struct {

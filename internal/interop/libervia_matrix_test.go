@@ -2,14 +2,12 @@ package interop
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"io"
 	"os"
 	"testing"
 	"time"
 
 	"xfer/internal/libervia"
+	"xfer/internal/testserver"
 	"xfer/internal/transfer"
 )
 
@@ -146,14 +144,5 @@ func liberviaToXfer(ctx context.Context, t *testing.T, ms *matrixServer, method,
 
 func sha256Hex(t *testing.T, p string) string {
 	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return testserver.SHA256File(t, p)
 }

@@ -10,17 +10,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"xfer/internal/bytestream"
 	"xfer/internal/session"
 )
 
-// Session is what Jingle needs from an XMPP session: send an IQ and wait
-// for its answer, route incoming IQs to a handler, and know our own JID.
-// *session.Session implements it.
-type Session interface {
-	SendIQ(ctx context.Context, iq *session.IQ) (*session.IQ, error)
-	Handle(typ, ns string, h session.Handler)
-	JID() string
-}
+// Session is what the flows need from an XMPP session.
+type Session = bytestream.Session
 
 // iqTimeout bounds every Jingle request's wait for its answer.
 const iqTimeout = 30 * time.Second

@@ -2,12 +2,9 @@ package libervia
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,16 +111,7 @@ func writeRandom(t *testing.T, dir, name string, size int64) (string, string) {
 
 func sha256File(t *testing.T, p string) string {
 	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return testserver.SHA256File(t, p)
 }
 
 // Libervia sends to Libervia, alice to bob's full JID, over each path the

@@ -27,12 +27,8 @@ import (
 	"xfer/internal/session"
 )
 
-// Session is what SI's flows need from an XMPP session.
-type Session interface {
-	SendIQ(ctx context.Context, iq *session.IQ) (*session.IQ, error)
-	Handle(typ, ns string, h session.Handler)
-	JID() string
-}
+// Session is what the flows need from an XMPP session.
+type Session = bytestream.Session
 
 // requestTimeout bounds a whole streamhost negotiation: the target tries
 // up to s5b.MaxStreamhosts hosts one after another.

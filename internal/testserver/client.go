@@ -3,9 +3,11 @@ package testserver
 import (
 	"context"
 	"crypto/md5"
+	"crypto/sha256"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
+	"hash"
 	"fmt"
 	"io"
 	"os"
@@ -71,15 +73,25 @@ func WriteRandom(tb testing.TB, dir, name string, size int64) (string, string) {
 	return p, hex.EncodeToString(h.Sum(nil))
 }
 
-// MD5File returns the MD5 of the file at p.
+// MD5File returns the MD5 of the file at p, in hex.
 func MD5File(tb testing.TB, p string) string {
+	tb.Helper()
+	return hashFile(tb, p, md5.New())
+}
+
+// SHA256File returns the SHA-256 of the file at p, in hex.
+func SHA256File(tb testing.TB, p string) string {
+	tb.Helper()
+	return hashFile(tb, p, sha256.New())
+}
+
+func hashFile(tb testing.TB, p string, h hash.Hash) string {
 	tb.Helper()
 	f, err := os.Open(p)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer f.Close()
-	h := md5.New()
 	if _, err := io.Copy(h, f); err != nil {
 		tb.Fatal(err)
 	}

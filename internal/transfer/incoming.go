@@ -151,7 +151,8 @@ func (r *Receiver) commit(a *admitted, o offerFacts, res *Result, start time.Tim
 	res.Path, res.Elapsed = final, time.Since(start)
 	res.Renamed = final != filepath.Join(r.opts.Dir, a.name)
 	n := o.Size - a.offset
-	ev := Event{Type: "done", SID: o.SID, Direction: "receive", Peer: o.From, File: o.Name, Path: final, Size: o.Size, Bytes: n, Method: res.Method, Via: res.Via, Hash: res.Hash, Digest: res.Digest, Seconds: res.Elapsed.Seconds(), Renamed: res.Renamed}
+	ev := Event{Type: "done", SID: o.SID, Direction: "receive", Peer: o.From, File: o.Name, Path: final, Size: o.Size, Bytes: n, Offset: a.offset,
+		Method: res.Method, Via: res.Via, URL: res.URL, Hash: res.Hash, Digest: res.Digest, Seconds: res.Elapsed.Seconds(), Renamed: res.Renamed}
 	if s := res.Elapsed.Seconds(); s > 0 {
 		ev.Rate = float64(n) / s
 	}

@@ -56,16 +56,21 @@ func TestIntegrationS5B(t *testing.T) {
 				t.Fatalf("received %+v", got)
 			}
 			if tc.wantFallbck {
-				found := false
-				for _, e := range events {
-					found = found || (e.Type == "fallback" && strings.Contains(e.Error, "falling back"))
-				}
-				if !found {
-					t.Fatalf("no fallback event in %+v", events)
-				}
+				requireFallbackEvent(t, events)
 			}
 		})
 	}
+}
+
+// requireFallbackEvent fails unless a fallback event says why.
+func requireFallbackEvent(t *testing.T, events []Event) {
+	t.Helper()
+	for _, e := range events {
+		if e.Type == "fallback" && strings.Contains(e.Error, "falling back") {
+			return
+		}
+	}
+	t.Fatalf("no fallback event in %+v", events)
 }
 
 // --method s5b with no working streamhost fails clearly, within the

@@ -2,22 +2,13 @@ package transfer
 
 import (
 	"context"
-	"crypto/md5"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"xfer/internal/bytestream"
-	"xfer/internal/disco"
 	"xfer/internal/ibb"
 	"xfer/internal/jingle"
 	"xfer/internal/negotiate"
@@ -149,8 +140,7 @@ func (sd *Sender) Send(ctx context.Context, to, path string) (*Result, error) {
 		Methods:  methods,
 	}
 	res := &Result{SID: offer.SID, Peer: to, Name: name, Path: path, Size: st.Size(), Hash: sum}
-	ev := Event{SID: offer.SID, Direction: "send", Peer: to, File: name, Path: path, Size: st.Size(), Hash: sum}
-	ev.Type = "offer"
+	ev := Event{Type: "offer", SID: offer.SID, Direction: "send", Peer: to, File: name, Path: path, Size: st.Size(), Hash: sum, Method: "si"}
 	sd.Obs.emit(ev)
 
 	actx, cancel := context.WithTimeout(ctx, orDefault(sd.Opts.AcceptTimeout, 5*time.Minute))
@@ -247,75 +237,6 @@ func (sd *Sender) ibbOptions() ibb.Options {
 	return o
 }
 
-// source is a file being sent.
-type source struct {
-	f    *os.File
-	st   os.FileInfo
-	name string // the name it is offered under
-	path string
-}
-
-// openSource opens a regular file to send, under name or its own.
-func openSource(path, name string) (*source, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrFile, err)
-	}
-	st, err := f.Stat()
-	if err == nil && !st.Mode().IsRegular() {
-		err = fmt.Errorf("%s is not a regular file", path)
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%w: %w", ErrFile, err)
-	}
-	if name == "" {
-		name = filepath.Base(path)
-	}
-	return &source{f: f, st: st, name: name, path: path}, nil
-}
-
-// sums returns the file's hashes: the early ones (Prehash) when the file
-// is unchanged, else computed now.
-func (sd *Sender) sums(ctx context.Context, src *source) (fileSums, error) {
-	if s, ok := sd.takePrehash(ctx, src.path, src.st); ok {
-		return s, nil
-	}
-	return hashFile(ctx, src.f)
-}
-
-// copyOut writes length bytes of the file from offset to the bytestream,
-// through the progress meter; a write that cannot move a byte within the
-// stall timeout fails.
-func (sd *Sender) copyOut(ctx context.Context, conn net.Conn, src *source, offset, length int64) (int64, error) {
-	if _, err := src.f.Seek(offset, io.SeekStart); err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrFile, err)
-	}
-	meter := sd.Obs.meter(src.name, src.st.Size(), offset)
-	defer meter.Finish()
-	out := stallWriter{conn, orDefault(sd.Opts.StallTimeout, 2*time.Minute)}
-	n, err := io.CopyBuffer(out, io.TeeReader(io.LimitReader(&ctxReader{ctx, src.f}, length), meter), make([]byte, 64<<10))
-	if err == nil && n < length {
-		err = fmt.Errorf("%w: %s shrank while sending", ErrFile, src.path)
-	}
-	return n, err
-}
-
-// stallWriter fails a write that cannot move a byte within the timeout.
-type stallWriter struct {
-	conn    net.Conn
-	timeout time.Duration
-}
-
-func (w stallWriter) Write(p []byte) (int, error) {
-	_ = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
-	n, err := w.conn.Write(p)
-	if err != nil && isTimeout(err) {
-		return n, errors.Join(ErrStalled, err)
-	}
-	return n, err
-}
-
 func isRefusal(err error) bool {
 	for _, e := range []error{negotiate.ErrDeclined, negotiate.ErrNoValidStreams, negotiate.ErrBadProfile, negotiate.ErrUnavailable} {
 		if errors.Is(err, e) {
@@ -330,102 +251,4 @@ func orDefault(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
-}
-
-// fileSums are a file's hashes: MD5 (hex) for SI's offer, SHA-256 for
-// Jingle's.
-type fileSums struct {
-	md5    string
-	sha256 []byte
-}
-
-// hashFile hashes the whole file, then rewinds it.
-func hashFile(ctx context.Context, f *os.File) (fileSums, error) {
-	m, s := md5.New(), sha256.New()
-	if _, err := io.CopyBuffer(io.MultiWriter(m, s), &ctxReader{ctx, f}, make([]byte, 64<<10)); err != nil {
-		return fileSums{}, fmt.Errorf("%w: hashing %s: %w", ErrFile, f.Name(), err)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return fileSums{}, fmt.Errorf("%w: %w", ErrFile, err)
-	}
-	return fileSums{md5: hex.EncodeToString(m.Sum(nil)), sha256: s.Sum(nil)}, nil
-}
-
-// ctxReader stops a copy when the context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
-// ResolveRecipient finds whom to send to. A bare JID becomes the full JID
-// of an available resource that accepts SI file transfer (known from
-// presence, so the contact needs a subscription); a full JID is taken as
-// it is. With wait > 0 it waits that long for such a resource to appear: for
-// a full JID, until it answers service discovery with SI file transfer.
-func ResolveRecipient(ctx context.Context, s Session, jid string, wait time.Duration) (string, error) {
-	full := session.Resource(jid) != ""
-	if full && wait <= 0 {
-		return jid, nil
-	}
-	if !full && wait < presenceGrace {
-		// Contacts' presence arrives just after login: give it a moment.
-		wait = presenceGrace
-	}
-	deadline := time.Now().Add(wait)
-	for {
-		candidates := []string{jid}
-		if !full {
-			online := s.Online(jid)
-			sort.Slice(online, func(i, j int) bool { return online[i].Priority > online[j].Priority })
-			candidates = candidates[:0]
-			for _, p := range online {
-				if p.From != s.JID() {
-					candidates = append(candidates, p.From)
-				}
-			}
-		}
-		// Asked again on every round: a receiver announces itself
-		// before it has registered its handlers.
-		for _, c := range candidates {
-			if acceptsFiles(ctx, s, c) {
-				return c, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(300 * time.Millisecond):
-		}
-	}
-	if full {
-		return "", fmt.Errorf("%w: %s did not come online with file transfer support within %v", ErrNoRecipient, jid, wait)
-	}
-	return "", fmt.Errorf("%w: %s has no online resource that accepts file transfers (is it in your roster with a presence subscription, and online?); give a full JID such as %s/RESOURCE", ErrNoRecipient, jid, jid)
-}
-
-// presenceGrace is how long a bare JID waits at least for presence.
-const presenceGrace = 3 * time.Second
-
-// discoAttemptTimeout bounds one disco#info query of ResolveRecipient.
-const discoAttemptTimeout = 5 * time.Second
-
-func acceptsFiles(ctx context.Context, s Session, jid string) bool {
-	// Each query is bounded on its own so that one lost query (an IQ that
-	// reaches a client while its XMPP library is still setting up the
-	// session can go unanswered) is asked again instead of using up the
-	// whole wait.
-	ctx, cancel := context.WithTimeout(ctx, discoAttemptTimeout)
-	defer cancel()
-	info, err := disco.GetInfo(ctx, s, jid)
-	return err == nil && (info.HasFeature(negotiate.NS) && info.HasFeature(negotiate.NSFileTransfer) || speaksJingle(info))
 }

@@ -75,11 +75,12 @@ func (sd *Sender) sendUpload(ctx context.Context, to, path, why string) (*Result
 	if !ok {
 		return nil, fmt.Errorf("transfer: this session cannot send messages: no upload")
 	}
-	f, st, name, err := openToSend(path, sd.Opts.Name)
+	src, err := openSource(path, sd.Opts.Name)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer src.f.Close()
+	f, st, name := src.f, src.st, src.name
 	sid := session.NewID()
 	res := &Result{SID: sid, Peer: to, Name: name, Path: path, Size: st.Size(), Method: "upload"}
 	ev := Event{Type: "offer", SID: sid, Direction: "send", Peer: to, File: name, Path: path, Size: st.Size(), Method: "upload"}

@@ -1,0 +1,120 @@
+package transfer
+
+// What every sender does with the file, whichever protocol offers it: open
+// it, hash it (ahead, while logging in: prehash.go), and copy it to the
+// bytestream through the progress meter.
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// source is a file being sent.
+type source struct {
+	f    *os.File
+	st   os.FileInfo
+	name string // the name it is offered under
+	path string
+}
+
+// openSource opens a regular file to send, under name or its own.
+func openSource(path, name string) (*source, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFile, err)
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", path)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: %w", ErrFile, err)
+	}
+	if name == "" {
+		name = filepath.Base(path)
+	}
+	return &source{f: f, st: st, name: name, path: path}, nil
+}
+
+// sums returns the file's hashes: the early ones (Prehash) when the file
+// is unchanged, else computed now.
+func (sd *Sender) sums(ctx context.Context, src *source) (fileSums, error) {
+	if s, ok := sd.takePrehash(ctx, src.path, src.st); ok {
+		return s, nil
+	}
+	return hashFile(ctx, src.f)
+}
+
+// copyOut writes length bytes of the file from offset to the bytestream,
+// through the progress meter; a write that cannot move a byte within the
+// stall timeout fails.
+func (sd *Sender) copyOut(ctx context.Context, conn net.Conn, src *source, offset, length int64) (int64, error) {
+	if _, err := src.f.Seek(offset, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrFile, err)
+	}
+	meter := sd.Obs.meter(src.name, src.st.Size(), offset)
+	defer meter.Finish()
+	out := stallWriter{conn, orDefault(sd.Opts.StallTimeout, 2*time.Minute)}
+	n, err := io.CopyBuffer(out, io.TeeReader(io.LimitReader(&ctxReader{ctx, src.f}, length), meter), make([]byte, 64<<10))
+	if err == nil && n < length {
+		err = fmt.Errorf("%w: %s shrank while sending", ErrFile, src.path)
+	}
+	return n, err
+}
+
+// stallWriter fails a write that cannot move a byte within the timeout.
+type stallWriter struct {
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (w stallWriter) Write(p []byte) (int, error) {
+	_ = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	n, err := w.conn.Write(p)
+	if err != nil && isTimeout(err) {
+		return n, errors.Join(ErrStalled, err)
+	}
+	return n, err
+}
+
+// fileSums are a file's hashes: MD5 (hex) for SI's offer, SHA-256 for
+// Jingle's.
+type fileSums struct {
+	md5    string
+	sha256 []byte
+}
+
+// hashFile hashes the whole file, then rewinds it.
+func hashFile(ctx context.Context, f *os.File) (fileSums, error) {
+	m, s := md5.New(), sha256.New()
+	if _, err := io.CopyBuffer(io.MultiWriter(m, s), &ctxReader{ctx, f}, make([]byte, 64<<10)); err != nil {
+		return fileSums{}, fmt.Errorf("%w: hashing %s: %w", ErrFile, f.Name(), err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fileSums{}, fmt.Errorf("%w: %w", ErrFile, err)
+	}
+	return fileSums{md5: hex.EncodeToString(m.Sum(nil)), sha256: s.Sum(nil)}, nil
+}
+
+// ctxReader stops a copy when the context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
