@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,8 +72,8 @@ func TestIntegrationJingle(t *testing.T) {
 	}
 }
 
-// A stranger's session-initiate is declined: nothing is written, nothing
-// dialled (its only candidate is a listener that must see no connection).
+// A stranger's session-initiate is declined: nothing is written, and
+// nothing dialled: its candidate is a listener that must see no connection.
 func TestIntegrationJingleStrangerDeclined(t *testing.T) {
 	_, bob, dir := receiver(t, ReceiveOptions{Allow: []string{"alice@localhost"}})
 	carol := login(t, "carol", "jingle")
@@ -81,6 +82,50 @@ func TestIntegrationJingleStrangerDeclined(t *testing.T) {
 	_, err := sd.Send(context.Background(), bob.JID(), p)
 	if !errors.Is(err, ErrRefused) || !errors.Is(err, jingle.ErrDeclined) {
 		t.Fatalf("stranger: err = %v", err)
+	}
+
+	// The same by hand, with a candidate we watch.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dialled := make(chan struct{}, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Close()
+			dialled <- struct{}{}
+		}
+	}()
+	declined := make(chan string, 1)
+	carol.Handle(session.TypeSet, jingle.NS, func(_ context.Context, iq *session.IQ) ([]byte, error) {
+		if j, err := jingle.Parse(iq.Payload); err == nil && j.Action == jingle.ActionSessionTerminate && j.Reason != nil {
+			declined <- j.Reason.Condition
+		}
+		return nil, nil
+	})
+	port := ln.Addr().(*net.TCPAddr).Port
+	offer := fmt.Sprintf(`<jingle xmlns='%s' action='session-initiate' sid='s1' initiator='%s'><content creator='initiator' name='f'>`+
+		`<description xmlns='%s'><file><name>x.bin</name><size>5</size><desc/></file></description>`+
+		`<transport xmlns='%s' sid='t1' mode='tcp'><candidate cid='c1' host='127.0.0.1' jid='%s' port='%d' priority='8257536' type='direct'/></transport>`+
+		`</content></jingle>`, jingle.NS, carol.JID(), jingle.NSFileTransfer, jingle.NSS5B, carol.JID(), port)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := carol.SendIQ(ctx, &session.IQ{Type: session.TypeSet, To: bob.JID(), Payload: []byte(offer)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case reason := <-declined:
+		if reason != jingle.ReasonDecline {
+			t.Fatalf("terminated with %s, want decline", reason)
+		}
+	case <-ctx.Done():
+		t.Fatal("no decline")
+	}
+	select {
+	case <-dialled:
+		t.Fatal("the receiver dialled a stranger's candidate")
+	case <-time.After(time.Second):
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("files written for a stranger: %v", entries)
