@@ -9,7 +9,7 @@ LDFLAGS := -X main.version=$(VERSION)
 DEB_PKGS := prosody python3-slixmpp ejabberd
 DEB_PKGS += libervia-backend libervia-cli
 
-.PHONY: all build deps test test-short bench fuzz demo vet clean man interop
+.PHONY: all build deps check test test-short bench fuzz demo vet clean man interop
 
 all: build
 
@@ -33,7 +33,14 @@ deps:
 vet:
 	$(GO) vet ./...
 
-test: deps vet
+# go.mod must be tidy, and the command must build for the other systems
+# users run it on (the build tags for Statfs and O_NOFOLLOW).
+check: vet
+	$(GO) mod tidy -diff
+	GOOS=windows $(GO) build -o /dev/null ./cmd/xfer
+	GOOS=darwin $(GO) build -o /dev/null ./cmd/xfer
+
+test: deps check
 	$(GO) test -count=1 -timeout 30m ./...
 	@# The transfer integration tests once more, against ejabberd.
 	XFER_TEST_SERVER=ejabberd $(GO) test -count=1 -timeout 30m ./internal/transfer/

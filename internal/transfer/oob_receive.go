@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"xfer/internal/oob"
@@ -243,7 +242,7 @@ func readOOBPartial(part string) (*oobPartial, int64, bool) {
 // are kept, anything after is cut) or anew with a fresh sidecar.
 func openOOBPart(part string, offset int64, p *oobPartial) (*os.File, error) {
 	if offset > 0 {
-		f, err := os.OpenFile(part, os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
+		f, err := os.OpenFile(part, os.O_RDWR|noFollow, 0o600)
 		if err != nil {
 			return nil, err
 		}
@@ -257,12 +256,12 @@ func openOOBPart(part string, offset int64, p *oobPartial) (*os.File, error) {
 		}
 		return f, nil
 	}
-	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|noFollow, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	b, _ := json.Marshal(p)
-	sc, err := os.OpenFile(sidecarName(part), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	sc, err := os.OpenFile(sidecarName(part), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|noFollow, 0o600)
 	if err == nil {
 		_, err = sc.Write(b)
 		if cerr := sc.Close(); err == nil {

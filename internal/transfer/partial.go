@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"xfer/internal/jingle"
@@ -95,7 +94,7 @@ func writeSidecar(part string, p *Partial) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(sidecarName(part), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	f, err := os.OpenFile(sidecarName(part), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|noFollow, 0o600)
 	if err != nil {
 		return err
 	}
@@ -158,7 +157,7 @@ func openPart(ctx context.Context, part string, want *Partial, canRange bool) (*
 		if p, err := readPartial(part); err == nil && p.matches(want) && p.Have > 0 && p.Have < p.Size {
 			// O_NOFOLLOW: a symlink planted at the part name is never
 			// written through.
-			f, err := os.OpenFile(part, os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
+			f, err := os.OpenFile(part, os.O_RDWR|noFollow, 0o600)
 			if err == nil {
 				// The final check covers the whole file: hash what is
 				// already there.
@@ -171,7 +170,7 @@ func openPart(ctx context.Context, part string, want *Partial, canRange bool) (*
 			}
 		}
 	}
-	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|noFollow, 0o600)
 	if err != nil {
 		return nil, 0, nil, err
 	}

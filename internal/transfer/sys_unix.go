@@ -1,4 +1,9 @@
+//go:build unix
+
 package transfer
+
+// What the file core needs from the operating system, where it has it
+// (sys_other.go: where it does not).
 
 import "syscall"
 
@@ -10,3 +15,7 @@ func freeSpace(dir string) (uint64, bool) {
 	}
 	return st.Bavail * uint64(st.Bsize), true
 }
+
+// noFollow makes an open fail on a symlink: a link planted at a part
+// file's name is never written through.
+const noFollow = syscall.O_NOFOLLOW
