@@ -159,3 +159,30 @@ func TestIntegrationJingleHostileNames(t *testing.T) {
 		t.Fatalf("something was written outside DIR: %v", entries)
 	}
 }
+
+// A receive directory given as "." or "./x" (documented examples) does not
+// make every file look renamed, with either generation.
+func TestIntegrationRelativeDirNotRenamed(t *testing.T) {
+	t.Chdir(t.TempDir())
+	if err := os.Mkdir("x", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	alice := login(t, "alice", "reldir")
+	for _, dir := range []string{".", "./x"} {
+		for _, method := range []string{"jingle-ibb", "ibb"} {
+			r, bob, _ := receiver(t, ReceiveOptions{Dir: dir, Allow: []string{"alice@localhost"}})
+			name := "rel-" + method + ".bin"
+			p, sum := writeRandom(t, t.TempDir(), name, 1000)
+			if _, err := (&Sender{S: alice, Opts: SendOptions{Method: method}}).Send(context.Background(), bob.JID(), p); err != nil {
+				t.Fatal(err)
+			}
+			got, err := next(t, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Renamed || got.Path != filepath.Join(dir, name) || md5Of(t, got.Path) != sum {
+				t.Fatalf("--dir %s, %s: %+v", dir, method, got)
+			}
+		}
+	}
+}
