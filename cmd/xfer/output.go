@@ -19,16 +19,18 @@ import (
 // file on a terminal's stderr, one summary line per file on stdout, or one
 // JSON object per event with --json.
 type output struct {
-	g        *globalOptions
-	mu       sync.Mutex
-	terminal bool
-	bars     bool
+	g         *globalOptions
+	direction string // "send" or "receive", for progress events
+	mu        sync.Mutex
+	terminal  bool
+	bars      bool
+	reported  map[string]bool // errors already printed as JSON events
 }
 
-func newOutput(g *globalOptions) *output {
+func newOutput(g *globalOptions, direction string) *output {
 	f, ok := g.stderr.(*os.File)
 	terminal := ok && term.IsTerminal(int(f.Fd()))
-	return &output{g: g, terminal: terminal, bars: terminal && !g.quiet && os.Getenv("TERM") != "dumb"}
+	return &output{g: g, direction: direction, terminal: terminal, bars: terminal && !g.quiet && os.Getenv("TERM") != "dumb", reported: map[string]bool{}}
 }
 
 // noBars turns progress bars off (several files at once).
@@ -54,6 +56,12 @@ func (o *output) event(e transfer.Event) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.g.json {
+		if e.Type == "error" && e.Err != nil {
+			// The one error event of a file: with its exit code, and
+			// failed does not print it again.
+			e.ExitCode = int(exitCodeFor(e.Err))
+			o.reported[e.Err.Error()] = true
+		}
 		_ = o.g.emitJSON(e)
 		return
 	}
@@ -119,7 +127,9 @@ func method(r *transfer.Result) string {
 func (o *output) failed(name string, err error) {
 	if o.g.json {
 		o.mu.Lock()
-		_ = o.g.emitJSON(map[string]any{"type": "error", "file": name, "error": err.Error(), "exit_code": int(exitCodeFor(err)), "time": time.Now()})
+		if !o.reported[err.Error()] {
+			_ = o.g.emitJSON(map[string]any{"type": "error", "file": name, "error": err.Error(), "exit_code": int(exitCodeFor(err)), "time": time.Now()})
+		}
 		o.mu.Unlock()
 	}
 	// Errors go to stderr in every mode: scripts read stdout, people and
@@ -174,7 +184,7 @@ func (m *jsonMeter) Write(p []byte) (int, error) {
 	m.done += int64(len(p))
 	if time.Since(m.last) >= 250*time.Millisecond {
 		m.last = time.Now()
-		m.o.event(transfer.Event{Type: "progress", File: m.name, Size: m.size, Bytes: m.done, Time: m.last})
+		m.o.event(transfer.Event{Type: "progress", Direction: m.o.direction, File: m.name, Size: m.size, Bytes: m.done, Time: m.last})
 	}
 	return len(p), nil
 }

@@ -89,7 +89,7 @@ for the rest only (XEP-0096 range) and checks the MD5 of the whole file.`,
 				return err
 			}
 			defer s.Close()
-			out := newOutput(g)
+			out := newOutput(g, "receive")
 			r, err := transfer.NewReceiver(ctx, s, transfer.ReceiveOptions{
 				Dir: o.dir, Allow: o.from, AcceptAll: o.acceptAll, Overwrite: o.overwrite,
 				MaxSize: maxSize, StallTimeout: o.stallTimeout, OpenTimeout: o.openTimeout,

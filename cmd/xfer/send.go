@@ -82,7 +82,7 @@ the first online resource that accepts file transfers is chosen.`,
 				return usageError{errors.New("--url applies to a single FILE")}
 			}
 			ctx := cmd.Context()
-			out := newOutput(g)
+			out := newOutput(g, "send")
 			sd := &transfer.Sender{Obs: out.observer()}
 			// The offers need each file's MD5: read the files while logging in.
 			sd.Prehash(ctx, files)

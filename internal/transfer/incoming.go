@@ -164,7 +164,7 @@ func (r *Receiver) commit(a *admitted, o offerFacts, res *Result, start time.Tim
 func (r *Receiver) finished(a *admitted, o offerFacts, res *Result, err error) {
 	r.release(a.part, a.peer)
 	if err != nil {
-		r.obs.emit(Event{Type: "error", SID: o.SID, Direction: "receive", Peer: o.From, File: o.Name, Path: a.part, Size: o.Size, Error: err.Error()})
+		r.obs.emit(Event{Type: "error", SID: o.SID, Direction: "receive", Peer: o.From, File: o.Name, Path: a.part, Size: o.Size, Error: err.Error(), Err: err})
 	}
 	select {
 	case r.results <- outcome{res, err}:

@@ -81,7 +81,7 @@ func (sd *Sender) sendOOB(ctx context.Context, to, path string) (*Result, error)
 	res.Elapsed = time.Since(start)
 	if err != nil {
 		err = oobSendError(ctx, wctx, err, to, rawURL)
-		ev.Type, ev.Error = "error", err.Error()
+		ev.Type, ev.Error, ev.Err = "error", err.Error(), err
 		sd.Obs.emit(ev)
 		return res, err
 	}

@@ -144,7 +144,7 @@ func (r *Receiver) fetch(hctx context.Context, from, rawURL, sid, via string) (*
 	}
 	res := &Result{SID: sid, Peer: from, Name: name, Method: "oob", Via: via, URL: rawURL, Size: -1}
 	fail := func(err error) (*Result, error) {
-		ev.Type, ev.Error = "error", err.Error()
+		ev.Type, ev.Error, ev.Err = "error", err.Error(), err
 		r.obs.emit(ev)
 		select {
 		case r.results <- outcome{res, err}:

@@ -62,6 +62,8 @@ type Event struct {
 	Rate      float64   `json:"bytes_per_second,omitempty"`
 	Renamed   bool      `json:"renamed,omitempty"`
 	Error     string    `json:"error,omitempty"`
+	ExitCode  int       `json:"exit_code,omitempty"` // filled in by the command for error events
+	Err       error     `json:"-"`                   // the error of an error event
 	Time      time.Time `json:"time"`
 }
 

@@ -91,7 +91,7 @@ func (sd *Sender) sendUpload(ctx context.Context, to, path, why string) (*Result
 		ev.Error = ""
 	}
 	fail := func(err error) (*Result, error) {
-		ev.Type, ev.Error = "error", err.Error()
+		ev.Type, ev.Error, ev.Err = "error", err.Error(), err
 		sd.Obs.emit(ev)
 		return res, err
 	}
