@@ -6,7 +6,8 @@
 // It starts a private Prosody (internal/testserver) with the accounts alice
 // and bob, who have each other in their rosters, creates random files and,
 // -runs times, interleaving the rows so that all of them see the same
-// machine load, measures:
+// machine load (every other run goes through them backwards, so that
+// neither row of a pair always goes first), measures:
 //
 //   - raw TCP: two child processes of this program (re-executed with
 //     XFER_BENCH_ROLE set) copy the -ibb-size file over a 127.0.0.1
@@ -26,15 +27,27 @@
 //     with its own full JID as the target (Prosody allows it, as
 //     `xfer probe-proxy` does) and sends;
 //   - xfer: `bin/xfer receive --once` as bob and `bin/xfer send` as alice,
-//     both with --json: IBB (-ibb-size file) and S5B directly and through
-//     the proxy (--no-direct) (-size file). The throughput is the sender's
-//     "done" event (bytestream negotiation to the close, after the offer
-//     was accepted); the wall time of the send process (login, MD5 of the
-//     file, finding bob, offer, transfer) is shown next to it.
+//     both with --json, each generation of file transfer with a method of
+//     its own (--method auto would pick Jingle against xfer receive): SI
+//     (XEP-0096) over IBB (--method ibb, -ibb-size file) and over S5B
+//     directly and through the proxy (--method s5b, --no-direct; -size
+//     file), each followed by its Jingle (XEP-0234) counterpart with the
+//     same file (--method jingle-ibb, jingle-s5b), which is compared with
+//     it. The throughput is the sender's "done" event (bytestream
+//     negotiation to the close, after the offer was accepted; Jingle's
+//     sender also waits for the receiver's session-terminate); "saved" is
+//     the same span for both, from the sender's "accepted" event to the
+//     receiver's "done" (file verified, synced and in place). The wall time
+//     of the send process (login, MD5 and SHA-256 of the file, finding bob,
+//     offer, transfer) and its time to the first byte are shown next to it.
 //
-// Every received file's MD5 is checked against the source; a mismatch fails
-// the benchmark. With -rss-check, S5B is also measured once with a
-// -rss-size (1 GiB) file, for the peak RSS target.
+// Both done events must name the row's method ("s5b", "ibb", "jingle-s5b",
+// "jingle-ibb") and, for SOCKS5, its way ("direct" or "proxy JID"); the
+// receiver's must carry the source's MD5 (SI) or "sha-256:" digest
+// (Jingle); and every received file's MD5 is checked against the source.
+// Anything else fails the benchmark. With -rss-check, S5B (SI and Jingle)
+// is also measured once with a -rss-size (1 GiB) file, for the peak RSS
+// target.
 //
 // Unless -quick is given, xfer's IBB is also measured with a few settings
 // (window, block size), against a second Prosody with TCP_NODELAY
@@ -111,12 +124,12 @@ func main() {
 	}
 
 	sizeFlag := flag.String("size", "256MiB", "size of the file of the S5B and raw+MD5 rows (e.g. 256MiB, 512KiB, 1GB)")
-	ibbSizeFlag := flag.String("ibb-size", "64MiB", "size of the file of the IBB and plain raw TCP rows (IBB moves about 8 MB/s)")
+	ibbSizeFlag := flag.String("ibb-size", "32MiB", "size of the file of the IBB and plain raw TCP rows (IBB moves 2 to 8 MB/s)")
 	rssCheck := flag.Bool("rss-check", false, "also send a -rss-size file with S5B, once, for the peak RSS target")
 	rssSizeFlag := flag.String("rss-size", "1GiB", "size of the -rss-check file")
 	runs := flag.Int("runs", 1, "measure every row this many times (interleaved); the median is shown")
 	xferBin := flag.String("xfer", "bin/xfer", "the xfer binary to measure")
-	quick := flag.Bool("quick", false, "no IBB variants: raw rows, xfer IBB and S5B with default settings")
+	quick := flag.Bool("quick", false, "no IBB variants: raw rows, xfer IBB and S5B (SI and Jingle) with default settings")
 	only := flag.String("rows", "", "only the rows whose \"method, settings\" matches this regular expression (and their baselines)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "limit for one transfer")
 	var compare []variant
@@ -232,6 +245,13 @@ type result struct {
 	// xfer rows, from the --json events' times (0: not known):
 	saved     float64 // the sender's "accepted" to the receiver's "done" (verified, synced, in place)
 	firstByte float64 // the send process's start to its first byte (login, hashes, finding bob, offer, accept, bytestream)
+	offered   float64 // the send process's start to its "offer" event (login, hashes, finding bob; Jingle: also its candidates)
+	accepted  float64 // the send process's start to its "accepted" event
+}
+
+// phases prints where an xfer row's time to the first byte went.
+func (r result) phases() string {
+	return fmt.Sprintf("start to offer %.3f s, to accepted %.3f s, to first byte %.3f s", r.offered, r.accepted, r.firstByte)
 }
 
 // The servers besides the default one (Nagle on, TLS required).
@@ -310,7 +330,13 @@ func run(ctx context.Context, cfg config) error {
 	}
 
 	for i := range cfg.runs {
-		for _, r := range rows {
+		// Every other run goes backwards, so that neither row of a pair
+		// (SI and Jingle, say) always runs first.
+		order := slices.Clone(rows)
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, r := range order {
 			if r.once && i > 0 {
 				continue
 			}
@@ -345,7 +371,7 @@ func run(ctx context.Context, cfg config) error {
 				recvSecs = fmt.Sprintf(" (receiver: first to last byte %.3f s)", res.recvSeconds)
 			}
 			if res.saved > 0 {
-				recvSecs += fmt.Sprintf(" (accepted to saved %.3f s; start to first byte %.3f s)", res.saved, res.firstByte)
+				recvSecs += fmt.Sprintf(" (accepted to saved %.3f s; %s)", res.saved, res.phases())
 			}
 			fmt.Fprintf(os.Stderr, "bench:   %.3f s, %.1f MB/s, send wall %.2f s%s\n", res.seconds, rate(res)/1e6, res.wall, recvSecs)
 			r.results = append(r.results, res)
@@ -936,6 +962,10 @@ func viaXfer(ctx context.Context, xfer string, s *server, dir string, f payload,
 	res := result{bytes: sent.Bytes, seconds: sent.Seconds, wall: wall, serverCPU: -1, serverHWMKB: -1}
 	if acc, ok := findEvent(sendOut.Bytes(), "accepted"); ok && !acc.Time.IsZero() && !got.Time.IsZero() {
 		res.saved = got.Time.Sub(acc.Time).Seconds()
+		res.accepted = acc.Time.Sub(start).Seconds()
+	}
+	if o, ok := findEvent(sendOut.Bytes(), "offer"); ok && !o.Time.IsZero() {
+		res.offered = o.Time.Sub(start).Seconds()
 	}
 	if p, ok := findEvent(sendOut.Bytes(), "progress"); ok && !p.Time.IsZero() {
 		res.firstByte = p.Time.Sub(start).Seconds()
@@ -1173,9 +1203,6 @@ func printJingle(w io.Writer, rows []*row) {
 		if s, bs := medianOf(r.results, savedSecs), medianOf(b.results, savedSecs); s > 0 && bs > 0 {
 			line += fmt.Sprintf(", %s by accepted to saved (%.3f s vs %.3f s)", ratioFmt(bs/s), s, bs)
 		}
-		if f, bf := medianOf(r.results, firstSecs), medianOf(b.results, firstSecs); f > 0 && bf > 0 {
-			line += fmt.Sprintf(", first byte %+.3f s", f-bf)
-		}
 		line += fmt.Sprintf(", send wall %.2f s vs %.2f s", m.wall, bm.wall)
 		target := 0.9
 		if r.want.method == "jingle-ibb" {
@@ -1185,7 +1212,21 @@ func printJingle(w io.Writer, rows []*row) {
 			line += fmt.Sprintf(" — below %.2f×", target)
 		}
 		fmt.Fprintln(w, line)
+		fmt.Fprintf(w, "    send process start to offer / accepted / first byte: %s s (SI: %s s)\n", setup(r.results), setup(b.results))
 	}
+}
+
+// setup prints the medians of an xfer row's phases before the first byte.
+func setup(rs []result) string {
+	var p []string
+	for _, f := range []func(result) float64{
+		func(r result) float64 { return r.offered },
+		func(r result) float64 { return r.accepted },
+		firstSecs,
+	} {
+		p = append(p, fmt.Sprintf("%.3f", medianOf(rs, f)))
+	}
+	return strings.Join(p, " / ")
 }
 
 func rate(r result) float64 {
