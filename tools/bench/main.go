@@ -52,8 +52,8 @@
 // Unless -quick is given, xfer's IBB is also measured with a few settings
 // (window, block size), against a second Prosody with TCP_NODELAY
 // (testserver.Options.NoNagle) and against a third without TLS
-// (Options.Plaintext, xfer --no-tls), one row each: they show where the
-// time goes.
+// (Options.Plaintext, xfer --no-tls), one row each, and S5B direct (SI and
+// Jingle) against the one with TCP_NODELAY: they show where the time goes.
 //
 // Machines are shared and noisy: compare the ratios of one run, never the
 // absolute numbers of two. Peak RSS comes from wait4's ru_maxrss (KiB on
@@ -433,6 +433,15 @@ func tableRows(cfg config) []*row {
 			ibb("defaults, no TLS", noTLS),
 			ibb("--ibb-block-size 65535, no TLS", noTLS, "--ibb-block-size", "65535"),
 		)
+		// Jingle's handshakes (session-accept after the initiate's result,
+		// the candidate reports) are back-to-back small stanzas, which
+		// Prosody's Nagle holds for the client's delayed ACK; SI's accept
+		// is one stanza.
+		nd := s5bPair("", "", "direct, Prosody TCP_NODELAY", cfg.size, false)
+		for _, r := range nd {
+			r.server = noNagle
+		}
+		rows = append(rows, nd...)
 	}
 	if cfg.filter == nil {
 		return rows

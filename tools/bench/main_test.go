@@ -39,8 +39,8 @@ func TestRowsClaimTheirMethod(t *testing.T) {
 			t.Errorf("%s: compared with %v, not its SI counterpart", r.name(), b)
 		}
 	}
-	if jingles != 7 { // direct, proxy, ibb; the same two for -compare and -rss-check
-		t.Errorf("%d Jingle rows, want 7", jingles)
+	if jingles != 8 { // direct, proxy, ibb; the same two for -compare and -rss-check; direct with TCP_NODELAY
+		t.Errorf("%d Jingle rows, want 8", jingles)
 	}
 	// -rows keeps a row's baselines down to the raw one.
 	cfg.filter = regexp.MustCompile(`^xfer jingle-s5b, proxy65 \(`)
