@@ -49,8 +49,10 @@ test: deps check
 test-short:
 	$(GO) test -short ./...
 
-# IBB through a private Prosody next to a raw TCP copy, with peak memory
-# (tools/bench); plus the in-process Go benchmarks, once each (no servers).
+# SI and Jingle, over SOCKS5 (direct, proxy65) and in-band, through a private
+# Prosody, next to raw TCP and SOCKS5 copies of the same files, with CPU and
+# peak memory per side (tools/bench); plus the in-process Go benchmarks,
+# once each (no servers).
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/ibb
 	$(GO) run ./tools/bench

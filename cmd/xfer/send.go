@@ -83,8 +83,9 @@ the first online resource that accepts file transfers is chosen.`,
 			}
 			ctx := cmd.Context()
 			out := newOutput(g, "send")
-			sd := &transfer.Sender{Obs: out.observer()}
-			// The offers need each file's MD5: read the files while logging in.
+			sd := &transfer.Sender{Obs: out.observer(), Opts: transfer.SendOptions{Method: o.method}}
+			// The offers need each file's hash (MD5 for SI, SHA-256 for
+			// Jingle, what the method needs): read the files while logging in.
 			sd.Prehash(ctx, files)
 			s, host, err := g.connect(ctx)
 			if err != nil {
