@@ -272,3 +272,53 @@ func TestIntegrationStall(t *testing.T) {
 		})
 	}
 }
+
+// blockingMeter stands for a receiver that stops reading: its first write
+// blocks until released, so the sender's writes stall once the socket
+// buffers are full.
+type blockingMeter struct{ release chan struct{} }
+
+func (m blockingMeter) Write(p []byte) (int, error) { <-m.release; return len(p), nil }
+func (m blockingMeter) Finish()                     {}
+
+// Ctrl-C on a sender whose write is blocked by a stalled receiver ends the
+// send within a second, not at the stall timeout, with the interruption as
+// the reason.
+func TestIntegrationCancelBlockedSender(t *testing.T) {
+	for _, method := range []string{"s5b", "jingle-s5b"} {
+		t.Run(method, func(t *testing.T) {
+			release := make(chan struct{})
+			defer close(release)
+			bob := login(t, "bob", "stalled-"+session.NewID()[:4])
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			obs := &Observer{Meter: func(string, int64, int64) Meter { return blockingMeter{release} }}
+			if _, err := NewReceiver(ctx, bob, ReceiveOptions{Dir: t.TempDir(), Allow: []string{"alice@localhost"}}, obs); err != nil {
+				t.Fatal(err)
+			}
+			alice := login(t, "alice", "stalled-"+session.NewID()[:4])
+			src, _ := writeRandom(t, t.TempDir(), "stall.bin", 64<<20)
+			sctx, scancel := context.WithCancel(context.Background())
+			sd := &Sender{S: alice, Opts: SendOptions{Method: method, StallTimeout: time.Minute, S5B: S5BOptions{ServerLoopback: true}}}
+			done := make(chan error, 1)
+			go func() {
+				_, err := sd.Send(sctx, bob.JID(), src)
+				done <- err
+			}()
+			time.Sleep(3 * time.Second) // the buffers fill and the write blocks
+			start := time.Now()
+			scancel()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("send ended with %v, want the interruption", err)
+				}
+				if d := time.Since(start); d > 2*time.Second {
+					t.Fatalf("the send took %v to end after Ctrl-C", d)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the blocked send ignored its cancellation")
+			}
+		})
+	}
+}

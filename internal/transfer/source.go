@@ -65,22 +65,37 @@ func (sd *Sender) copyOut(ctx context.Context, conn net.Conn, src *source, offse
 	}
 	meter := sd.Obs.meter(src.name, src.st.Size(), offset)
 	defer meter.Finish()
-	out := stallWriter{conn, orDefault(sd.Opts.StallTimeout, 2*time.Minute)}
+	// Ctrl-C ends a write blocked on a stalled peer at once, not at the
+	// stall timeout.
+	defer context.AfterFunc(ctx, func() { _ = conn.SetWriteDeadline(aLongTimeAgo) })()
+	out := stallWriter{conn, orDefault(sd.Opts.StallTimeout, 2*time.Minute), ctx}
 	n, err := io.CopyBuffer(out, io.TeeReader(io.LimitReader(&ctxReader{ctx, src.f}, length), meter), make([]byte, 64<<10))
 	if err == nil && n < length {
 		err = fmt.Errorf("%w: %s shrank while sending", ErrFile, src.path)
 	}
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("interrupted: %w", context.Cause(ctx))
+	}
 	return n, err
 }
 
-// stallWriter fails a write that cannot move a byte within the timeout.
+// aLongTimeAgo is a deadline in the past, to unblock I/O at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// stallWriter fails a write that cannot move a byte within the timeout,
+// and any write once ctx has ended.
 type stallWriter struct {
 	conn    net.Conn
 	timeout time.Duration
+	ctx     context.Context
 }
 
 func (w stallWriter) Write(p []byte) (int, error) {
 	_ = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	if w.ctx.Err() != nil {
+		// Cancelled between copyOut's AfterFunc and the line above.
+		_ = w.conn.SetWriteDeadline(aLongTimeAgo)
+	}
 	n, err := w.conn.Write(p)
 	if err != nil && isTimeout(err) {
 		return n, errors.Join(ErrStalled, err)
