@@ -25,6 +25,9 @@ func TestMain(m *testing.M) {
 
 func startServers(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the private XMPP servers (run without -short)")
+	}
 	if srv != nil {
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -54,6 +55,12 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		// Every test here needs the servers and the peers.
+		_ = flag.Set("test.skip", ".")
+		return m.Run()
+	}
 	var err error
 	if scripts, err = filepath.Abs(filepath.Join("..", "..", "testdata", "slixmpp")); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -18,6 +19,13 @@ import (
 var srv *testserver.Server
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// Unit tests only: no server is started, and the integration
+		// tests (named so) skip.
+		_ = flag.Set("test.skip", "^TestIntegration")
+		os.Exit(m.Run())
+	}
 	var err error
 	srv, err = testserver.Start(testserver.Options{})
 	if err != nil {

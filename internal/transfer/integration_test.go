@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,6 +36,13 @@ func prosodyOnly(t *testing.T, needs string) {
 }
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// Unit tests only: no server is started, and the integration
+		// tests (named so) skip.
+		_ = flag.Set("test.skip", "^TestIntegration")
+		os.Exit(m.Run())
+	}
 	var err error
 	if serverKind == "ejabberd" {
 		srv, err = testserver.StartEjabberd(testserver.Options{})
@@ -65,7 +73,17 @@ func TestMain(m *testing.M) {
 
 func login(t testing.TB, user, resource string) *session.Session {
 	t.Helper()
+	requireServer(t)
 	return srv.Login(t, user+"@localhost/"+resource, user+"-pw")
+}
+
+// requireServer skips an integration test under -short, where TestMain
+// starts no server.
+func requireServer(t testing.TB) {
+	t.Helper()
+	if srv == nil {
+		t.Skip("integration test: needs the private XMPP server (run without -short)")
+	}
 }
 
 func writeRandom(t testing.TB, dir, name string, size int64) (string, string) {
