@@ -46,6 +46,8 @@ func (e *refusal) Unwrap() error { return ErrRefused }
 // writing at offset, and the hash of what it already holds.
 type admitted struct {
 	r      *Receiver
+	ctx    context.Context // ends with the receiver, or when a newer offer supersedes this one
+	cancel context.CancelFunc
 	f      *os.File
 	part   string
 	name   string // the safe name the file will get
@@ -69,12 +71,15 @@ func (r *Receiver) admitOffer(o offerFacts) (*admitted, *refusal) {
 		return nil, &refusal{session.NewError(session.CondBadRequest, "unusable file name"), "failed-application", err.Error()}
 	}
 	part, peer := partName(r.opts.Dir, name), strings.ToLower(session.Bare(o.From))
-	if se, why := r.admit(part, peer, name); se != nil {
+	ctx, cancel := context.WithCancel(r.ctx)
+	if se, why := r.admit(part, peer, name, &o, cancel); se != nil {
+		cancel()
 		return nil, &refusal{se, "busy", why}
 	}
 	if r.opts.MinFree >= 0 {
 		if free, ok := freeSpace(r.opts.Dir); ok && uint64(o.Size)+uint64(r.opts.MinFree) > free {
 			r.release(part, peer)
+			cancel()
 			return nil, &refusal{session.NewError(session.CondNotAcceptable, "not enough free space"), "decline", fmt.Sprintf("%d bytes do not fit: %d free in %s", o.Size, free, r.opts.Dir)}
 		}
 	}
@@ -82,9 +87,10 @@ func (r *Receiver) admitOffer(o offerFacts) (*admitted, *refusal) {
 	f, offset, h, err := openPart(r.ctx, part, want, o.CanRange)
 	if err != nil {
 		r.release(part, peer)
+		cancel()
 		return nil, &refusal{session.NewError(session.CondInternalServerError, "cannot store the file"), "general-error", err.Error()}
 	}
-	return &admitted{r: r, f: f, part: part, name: name, peer: peer, offset: offset, h: h}, nil
+	return &admitted{r: r, ctx: ctx, cancel: cancel, f: f, part: part, name: name, peer: peer, offset: offset, h: h}, nil
 }
 
 // abandon closes the part file after a failure: an interrupted transfer
@@ -108,7 +114,7 @@ func (a *admitted) abandon(err error) {
 // bytes are refused, never written. Ending the receiver (Ctrl-C) closes
 // conn; the part file is kept.
 func (r *Receiver) readFile(conn net.Conn, a *admitted, o offerFacts) (int64, error) {
-	defer context.AfterFunc(r.ctx, func() { conn.Close() })()
+	defer context.AfterFunc(a.ctx, func() { conn.Close() })()
 	meter := r.obs.meter(a.name, o.Size, a.offset)
 	defer meter.Finish()
 	in := stallReader{conn, orDefault(r.opts.StallTimeout, 2*time.Minute)}
@@ -160,9 +166,15 @@ func (r *Receiver) commit(a *admitted, o offerFacts, res *Result, start time.Tim
 	return nil
 }
 
-// finished releases an admitted offer and reports its outcome.
+// finished releases an admitted offer and reports its outcome; a transfer
+// a newer offer of the same file superseded reports only that.
 func (r *Receiver) finished(a *admitted, o offerFacts, res *Result, err error) {
-	r.release(a.part, a.peer)
+	if r.release(a.part, a.peer) {
+		a.cancel()
+		r.obs.emit(Event{Type: "superseded", SID: o.SID, Direction: "receive", Peer: o.From, File: o.Name, Path: a.part, Size: o.Size})
+		return
+	}
+	a.cancel()
 	if err != nil {
 		r.obs.emit(Event{Type: "error", SID: o.SID, Direction: "receive", Peer: o.From, File: o.Name, Path: a.part, Size: o.Size, Error: err.Error(), Err: err})
 	}

@@ -93,7 +93,7 @@ func (r *Receiver) storeJingle(in *jingle.Incoming, a *admitted, o offerFacts) (
 			tr.Server, tr.Direct = srv, hosts
 		}
 	}
-	octx, cancel := context.WithTimeout(r.ctx, orDefault(r.opts.OpenTimeout, 2*time.Minute))
+	octx, cancel := context.WithTimeout(a.ctx, orDefault(r.opts.OpenTimeout, 2*time.Minute))
 	st, err := in.Accept(octx, &tr, a.offset)
 	cancel()
 	if err != nil {

@@ -129,7 +129,7 @@ func (r *Receiver) fetch(hctx context.Context, from, rawURL, sid, via string) (*
 		name = "download"
 	}
 	part, peer := partName(r.opts.Dir, name), strings.ToLower(session.Bare(from))
-	if se, why := r.admit(part, peer, name); se != nil {
+	if se, why := r.admit(part, peer, name, nil, func() {}); se != nil {
 		return refuse(se.Condition, se.Text, why)
 	}
 	defer r.release(part, peer)

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,8 +54,8 @@ type Receiver struct {
 	ctx     context.Context
 	wg      sync.WaitGroup // transfers in progress
 	mu      sync.Mutex
-	active  map[string]bool // part files being written
-	perPeer map[string]int  // transfers in progress by sender's bare JID
+	active  map[string]*inFlight // part files being written
+	perPeer map[string]int       // transfers in progress by sender's bare JID
 	results chan outcome
 	closed  atomic.Bool // Close was called: links in messages are ignored
 }
@@ -84,7 +85,7 @@ func NewReceiver(ctx context.Context, s Session, opts ReceiveOptions, obs *Obser
 	}
 	r := &Receiver{
 		s: s, opts: opts, obs: obs, ctx: ctx,
-		active:  map[string]bool{},
+		active:  map[string]*inFlight{},
 		perPeer: map[string]int{},
 		results: make(chan outcome, 16),
 	}
@@ -202,33 +203,81 @@ func (r *Receiver) decide(_ context.Context, from string, o *negotiate.Offer) (*
 	return &negotiate.Accept{Method: method, Offset: a.offset}, nil
 }
 
+// inFlight is a part file being written, and what can end its transfer.
+type inFlight struct {
+	peer       string
+	facts      *offerFacts // nil for out-of-band fetches
+	cancel     context.CancelFunc
+	done       chan struct{} // closed by release
+	superseded bool
+}
+
+// supersedeWait bounds how long a new offer waits for the stale transfer
+// it replaces to let go of the part file.
+const supersedeWait = 10 * time.Second
+
 // admit reserves the part file and a place among the sender's transfers
-// in progress, or says why not; release gives them back.
-func (r *Receiver) admit(part, peer, name string) (*session.StanzaError, string) {
+// in progress, or says why not; release gives them back. A new offer of
+// the same file from the same sender (a sender run again after it died)
+// ends the stale transfer, which keeps its part, and takes its place: the
+// part then resumes. o is nil for out-of-band fetches, which never
+// supersede.
+func (r *Receiver) admit(part, peer, name string, o *offerFacts, cancel context.CancelFunc) (*session.StanzaError, string) {
 	maxPeer := r.opts.MaxPerPeer
 	if maxPeer <= 0 {
 		maxPeer = DefaultMaxPerPeer
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	switch {
-	case r.perPeer[peer] >= maxPeer:
-		return session.NewError(session.CondResourceConstraint, "too many transfers in progress"), fmt.Sprintf("%s already has %d transfers in progress", peer, maxPeer)
-	case r.active[part]:
+	busy := func() (*session.StanzaError, string) {
 		return session.NewError(session.CondResourceConstraint, "a file of that name is already arriving"), "a file named " + name + " is already arriving"
 	}
-	r.active[part] = true
+	r.mu.Lock()
+	if old := r.active[part]; old != nil {
+		if o == nil || old.facts == nil || !sameFile(old.facts, o) || old.peer != peer {
+			r.mu.Unlock()
+			return busy()
+		}
+		old.superseded = true
+		old.cancel()
+		r.mu.Unlock()
+		select {
+		case <-old.done:
+		case <-time.After(supersedeWait):
+			return busy()
+		}
+		r.mu.Lock()
+		if r.active[part] != nil {
+			r.mu.Unlock()
+			return busy()
+		}
+	}
+	defer r.mu.Unlock()
+	if r.perPeer[peer] >= maxPeer {
+		return session.NewError(session.CondResourceConstraint, "too many transfers in progress"), fmt.Sprintf("%s already has %d transfers in progress", peer, maxPeer)
+	}
+	r.active[part] = &inFlight{peer: peer, facts: o, cancel: cancel, done: make(chan struct{})}
 	r.perPeer[peer]++
 	return nil, ""
 }
 
-func (r *Receiver) release(part, peer string) {
+// sameFile tells whether two offers are of the same file.
+func sameFile(a, b *offerFacts) bool {
+	return a.Name == b.Name && a.Size == b.Size && algoName(a.Algo) == algoName(b.Algo) && strings.EqualFold(a.Hash, b.Hash)
+}
+
+// release gives back what admit reserved; it reports whether a newer
+// offer superseded the transfer.
+func (r *Receiver) release(part, peer string) (superseded bool) {
 	r.mu.Lock()
+	if f := r.active[part]; f != nil {
+		superseded = f.superseded
+		close(f.done)
+	}
 	delete(r.active, part)
 	if r.perPeer[peer]--; r.perPeer[peer] <= 0 {
 		delete(r.perPeer, peer)
 	}
 	r.mu.Unlock()
+	return superseded
 }
 
 // store receives an SI file's bytes into the part file, checks them and
@@ -237,7 +286,7 @@ func (r *Receiver) release(part, peer string) {
 func (r *Receiver) store(a *admitted, o offerFacts, pending *si.Pending) (res *Result, err error) {
 	res = &Result{SID: o.SID, Peer: o.From, Name: a.name, Size: o.Size, Hash: o.Hash, Offset: a.offset}
 	defer func() { a.abandon(err) }()
-	octx, cancel := context.WithTimeout(r.ctx, orDefault(r.opts.OpenTimeout, 2*time.Minute))
+	octx, cancel := context.WithTimeout(a.ctx, orDefault(r.opts.OpenTimeout, 2*time.Minute))
 	conn, err := pending.Await(octx, o.Size-a.offset)
 	cancel()
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -318,6 +319,63 @@ func TestIntegrationCancelBlockedSender(t *testing.T) {
 				}
 			case <-time.After(10 * time.Second):
 				t.Fatal("the blocked send ignored its cancellation")
+			}
+		})
+	}
+}
+
+// A sender that died mid-transfer and is run again at once (before the
+// receiver's stall timeout) supersedes its stale transfer: the new offer is
+// not refused, it resumes from the part, and the receiver reports only the
+// finished file.
+func TestIntegrationResendSupersedesStale(t *testing.T) {
+	const size = 6 << 20
+	for _, method := range []string{"ibb", "jingle-ibb"} {
+		t.Run(method, func(t *testing.T) {
+			var events []Event
+			var mu sync.Mutex
+			obs := &Observer{Event: func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() }}
+			bob := login(t, "bob", "stale-"+session.NewID()[:4])
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			r, err := NewReceiver(ctx, bob, ReceiveOptions{Dir: t.TempDir(), Allow: []string{"alice@localhost"}, StallTimeout: time.Minute}, obs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src, sum := writeRandom(t, t.TempDir(), "stale.bin", size)
+			alice := login(t, "alice", "stale1-"+session.NewID()[:4])
+			sctx, scancel := context.WithCancel(context.Background())
+			defer scancel()
+			meter := &cutMeter{at: size / 2}
+			meter.cut = func() { alice.Close(); scancel() } // the sender dies
+			opts := SendOptions{Method: method, StallTimeout: time.Minute}
+			if _, err := (&Sender{S: alice, Opts: opts, Obs: &Observer{Meter: func(string, int64, int64) Meter { return meter }}}).Send(sctx, bob.JID(), src); err == nil {
+				t.Fatal("the interrupted send succeeded")
+			}
+			// Run again at once, long before the receiver's stall timeout.
+			alice2 := login(t, "alice", "stale2-"+session.NewID()[:4])
+			res, err := (&Sender{S: alice2, Opts: opts}).Send(context.Background(), bob.JID(), src)
+			if err != nil {
+				t.Fatalf("the sender run again: %v", err)
+			}
+			if res.Offset == 0 {
+				t.Errorf("the new offer started over instead of resuming")
+			}
+			got, err := next(t, r)
+			if err != nil {
+				t.Fatalf("the receiver's first result: %v", err)
+			}
+			if md5Of(t, got.Path) != sum || got.Offset != res.Offset {
+				t.Fatalf("received %+v", got)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			found := false
+			for _, e := range events {
+				found = found || e.Type == "superseded"
+			}
+			if !found {
+				t.Fatalf("no superseded event in %+v", events)
 			}
 		})
 	}
