@@ -64,3 +64,13 @@ type Stream struct {
 	Via      string // for s5b: "direct" or "proxy JID"
 	Fallback string // why the transfer moved to in-band, if it did
 }
+
+// Abort ends the stream at once, without the orderly close an in-band
+// stream does (waiting for its chunks' acknowledgements): for Ctrl-C.
+func (s *Stream) Abort() {
+	if a, ok := s.Conn.(interface{ Abort() }); ok {
+		a.Abort()
+		return
+	}
+	_ = s.Conn.Close()
+}

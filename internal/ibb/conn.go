@@ -348,8 +348,30 @@ func (c *Conn) Close() error {
 }
 
 // abort drops a stream that never opened.
+// Abort ends the stream at once (Ctrl-C): it does not wait for chunks in
+// flight to be acknowledged, and tells the peer with a close it does not
+// wait for either. Read and Write fail from then on; Close returns at once.
+func (c *Conn) Abort() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.abort()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.ackTimeout)
+		defer cancel()
+		_, _ = c.s.SendIQ(ctx, &session.IQ{Type: session.TypeSet, To: c.remote, Payload: closeElem{SID: c.sid}.marshal()})
+	}()
+}
+
 func (c *Conn) abort() {
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
 	c.closed = true
 	c.notifyLocked()
 	c.mu.Unlock()

@@ -66,8 +66,14 @@ func (sd *Sender) copyOut(ctx context.Context, conn net.Conn, src *source, offse
 	meter := sd.Obs.meter(src.name, src.st.Size(), offset)
 	defer meter.Finish()
 	// Ctrl-C ends a write blocked on a stalled peer at once, not at the
-	// stall timeout.
-	defer context.AfterFunc(ctx, func() { _ = conn.SetWriteDeadline(aLongTimeAgo) })()
+	// stall timeout; an in-band stream is aborted, so that its close does
+	// not wait for acknowledgements either.
+	defer context.AfterFunc(ctx, func() {
+		_ = conn.SetWriteDeadline(aLongTimeAgo)
+		if a, ok := conn.(interface{ Abort() }); ok {
+			a.Abort()
+		}
+	})()
 	out := stallWriter{conn, orDefault(sd.Opts.StallTimeout, 2*time.Minute), ctx}
 	n, err := io.CopyBuffer(out, io.TeeReader(io.LimitReader(&ctxReader{ctx, src.f}, length), meter), make([]byte, 64<<10))
 	if err == nil && n < length {
