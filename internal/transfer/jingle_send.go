@@ -26,10 +26,18 @@ func (sd *Sender) jinglePeer(ctx context.Context, to string) *disco.Info {
 }
 
 // peerInfo is a full JID's disco#info, or nil when it cannot be had: what
-// Jingle needs to know of the peer's quirks.
+// auto decides with, and what Jingle learns the peer's quirks from. An
+// answer is kept for the Sender's life, so that choosing the method and
+// sending several files ask once.
 func (sd *Sender) peerInfo(ctx context.Context, to string) *disco.Info {
 	if !strings.Contains(to, "/") {
 		return nil
+	}
+	sd.discoMu.Lock()
+	info := sd.discoCache[to]
+	sd.discoMu.Unlock()
+	if info != nil {
+		return info
 	}
 	ctx, cancel := context.WithTimeout(ctx, discoAttemptTimeout)
 	defer cancel()
@@ -37,6 +45,12 @@ func (sd *Sender) peerInfo(ctx context.Context, to string) *disco.Info {
 	if err != nil {
 		return nil
 	}
+	sd.discoMu.Lock()
+	if sd.discoCache == nil {
+		sd.discoCache = map[string]*disco.Info{}
+	}
+	sd.discoCache[to] = info
+	sd.discoMu.Unlock()
 	return info
 }
 

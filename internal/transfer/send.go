@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"xfer/internal/bytestream"
+	"xfer/internal/disco"
 	"xfer/internal/ibb"
 	"xfer/internal/jingle"
 	"xfer/internal/negotiate"
@@ -59,6 +60,9 @@ type Sender struct {
 
 	jingleOnce sync.Once // one Jingle manager per session (jingle_send.go)
 	jingle     *jingle.Manager
+
+	discoMu    sync.Mutex
+	discoCache map[string]*disco.Info // peers' disco#info (peerInfo)
 
 	uploadOnce sync.Once // the upload service is discovered once (upload.go)
 	uploadSvc  *upload.Service

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"xfer/internal/disco"
 	"xfer/internal/negotiate"
 	"xfer/internal/oob"
 	"xfer/internal/session"
@@ -33,8 +32,9 @@ func (sd *Sender) uploadService(ctx context.Context) (*upload.Service, error) {
 	return sd.uploadSvc, sd.uploadErr
 }
 
-// autoUpload decides method "auto": SI when the recipient advertises SI
-// file transfer, else HTTP File Upload when the server offers it. It
+// autoUpload decides method "auto" once Jingle was ruled out: SI when the
+// recipient advertises SI file transfer, else HTTP File Upload when the
+// server offers it. It
 // returns why upload was chosen, or "" for SI. Only a recipient that is
 // there gets an upload: a full JID that answers disco without SI, or a
 // bare JID with online resources (known from presence), none of which
@@ -52,8 +52,8 @@ func (sd *Sender) autoUpload(ctx context.Context, to string) string {
 			return ""
 		}
 	} else {
-		info, err := disco.GetInfo(ctx, sd.S, to)
-		if err != nil || (info.HasFeature(negotiate.NS) && info.HasFeature(negotiate.NSFileTransfer)) {
+		info := sd.peerInfo(ctx, to) // asked once: auto looked for Jingle first
+		if info == nil || (info.HasFeature(negotiate.NS) && info.HasFeature(negotiate.NSFileTransfer)) {
 			return ""
 		}
 	}
@@ -64,7 +64,7 @@ func (sd *Sender) autoUpload(ctx context.Context, to string) string {
 	if bare {
 		return fmt.Sprintf("%s is a bare JID (its online resources take no SI file transfers): uploading to %s (HTTP File Upload) and sending the link", to, svc.JID)
 	}
-	return fmt.Sprintf("%s does not advertise SI file transfer: uploading to %s (HTTP File Upload) and sending the link", to, svc.JID)
+	return fmt.Sprintf("%s does not advertise SI or Jingle file transfer: uploading to %s (HTTP File Upload) and sending the link", to, svc.JID)
 }
 
 // sendUpload uploads the file to the server's upload service and sends
