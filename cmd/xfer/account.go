@@ -172,6 +172,12 @@ func (g *globalOptions) connect(ctx context.Context) (*session.Session, string, 
 	if err != nil {
 		return nil, "", err
 	}
+	return g.dial(ctx, cfg)
+}
+
+// dial logs in with a configuration made by sessionConfig: the password is
+// asked for once, and a receiver that reconnects dials with it again.
+func (g *globalOptions) dial(ctx context.Context, cfg session.Config) (*session.Session, string, error) {
 	where := cfg.Server
 	if where == "" {
 		where = "the SRV records of " + session.Domain(cfg.JID)

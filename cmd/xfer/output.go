@@ -55,6 +55,10 @@ func (o *output) observer() *transfer.Observer {
 func (o *output) event(e transfer.Event) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if e.Type == "disconnected" {
+		// A service's log must show every loss, whatever the mode.
+		fmt.Fprintf(o.g.stderr, "%s %s; logging in again in %.1fs\n", o.g.colour.yellow("xfer: connection lost:"), e.Error, e.Seconds)
+	}
 	if o.g.json {
 		if e.Type == "error" && e.Err != nil {
 			// The one error event of a file: with its exit code, and
@@ -71,6 +75,10 @@ func (o *output) event(e transfer.Event) {
 	case "accepted":
 		if e.Offset > 0 && !o.g.quiet {
 			fmt.Fprintf(o.g.stderr, "xfer: %s: resumed at %d bytes (%s of %s already there)\n", e.File, e.Offset, units.Human(e.Offset), units.Human(e.Size))
+		}
+	case "reconnected":
+		if !o.g.quiet {
+			fmt.Fprintf(o.g.stderr, "xfer: reconnected as %s\n", e.Peer)
 		}
 	case "fallback":
 		if !o.g.quiet {

@@ -30,6 +30,8 @@ type receiveOptions struct {
 	acceptLinks  bool // fetch jabber:x:oob links in messages from allowed senders
 	exec         string
 	execTimeout  time.Duration
+	noReconnect  bool
+	keepalive    time.Duration
 }
 
 func newReceiveCmd(g *globalOptions) *cobra.Command {
@@ -45,6 +47,13 @@ written to DIR/.NAME.part, checked against the declared size and MD5, then
 moved to DIR/NAME; an existing file is never replaced (the new one becomes
 "NAME (1).ext") unless --overwrite is given. Runs until interrupted, or for
 --once / --count N files.
+
+Left running (as a service), it survives the server restarting and the
+network dropping: it pings the server (--keepalive) to notice a connection
+that died silently, and when the connection is lost it says so, ends the
+transfers in flight (keeping their parts) and logs in again after 1s, 2s,
+4s ... up to 60s, with jitter. --once and --no-reconnect exit instead (exit
+code 3). A failed first login, or a refused password later, always exits.
 
 An interrupted transfer leaves DIR/.NAME.part (with .NAME.part.json saying
 what it belongs to); when the same file is offered again, the receiver asks
@@ -84,20 +93,32 @@ for the rest only (XEP-0096 range) and checks the MD5 of the whole file.`,
 				count = 1
 			}
 			ctx := cmd.Context()
-			s, host, err := g.connect(ctx)
+			cfg, err := g.sessionConfig(ctx)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			out := newOutput(g, "receive")
-			r, err := transfer.NewReceiver(ctx, s, transfer.ReceiveOptions{
+			cfg.PingInterval = o.keepalive
+			if o.keepalive == 0 {
+				cfg.PingInterval = -1
+			}
+			ropts := transfer.ReceiveOptions{
 				Dir: o.dir, Allow: o.from, AcceptAll: o.acceptAll, Overwrite: o.overwrite,
 				MaxSize: maxSize, StallTimeout: o.stallTimeout, OpenTimeout: o.openTimeout,
-				// ServerLoopback: a Jingle receiver offers candidates of its
-				// own too, on loopback only for a local server.
-				S5B:         transfer.S5BOptions{NoDirect: o.noDirect, HostTimeout: o.hostTimeout, ServerLoopback: session.IsLoopback(ctx, host)},
+				S5B:         transfer.S5BOptions{NoDirect: o.noDirect, HostTimeout: o.hostTimeout},
 				AcceptLinks: o.acceptLinks,
-			}, out.observer())
+			}
+			dial := func(ctx context.Context) (transfer.Link, error) {
+				s, host, err := g.dial(ctx, cfg)
+				if err != nil {
+					return nil, err
+				}
+				// A Jingle receiver offers candidates of its own too, on
+				// loopback only for a local server.
+				ropts.S5B.ServerLoopback = session.IsLoopback(ctx, host)
+				return s, nil
+			}
+			out := newOutput(g, "receive")
+			r, err := transfer.NewService(ctx, dial, ropts, out.observer(), transfer.Reconnect{Enabled: !o.once && !o.noReconnect})
 			if err != nil {
 				return err
 			}
@@ -105,14 +126,18 @@ for the rest only (XEP-0096 range) and checks the MD5 of the whole file.`,
 			// close their files (cancelling the context ends them) and the
 			// last answers leave before the session closes.
 			defer r.Close()
-			out.info("receiving as %s into %s", s.JID(), o.dir)
+			out.info("receiving as %s into %s", r.JID(), o.dir)
 			var firstErr error
 			for done := 0; count == 0 || done < count; done++ {
 				res, err := r.Next(ctx)
 				if err != nil {
 					if res == nil { // the session or the command ended
-						if errors.Is(err, context.Canceled) && firstErr == nil && count == 0 {
-							return nil // interrupted while idle: the normal end of an open-ended receive
+						if errors.Is(err, context.Canceled) && count == 0 {
+							// The normal end of an open-ended receive (Ctrl-C,
+							// systemctl stop): failures were reported as they
+							// happened, and a service that stops is not one that
+							// failed.
+							return nil
 						}
 						return err
 					}
@@ -138,7 +163,9 @@ for the rest only (XEP-0096 range) and checks the MD5 of the whole file.`,
 	f.StringArrayVar(&o.from, "from", nil, "accept files from this JID (repeatable)")
 	f.BoolVar(&o.acceptAll, "accept-all", false, "accept files from anyone")
 	f.BoolVar(&o.overwrite, "overwrite", false, "replace existing files instead of choosing a new name")
-	f.BoolVar(&o.once, "once", false, "exit after one file")
+	f.BoolVar(&o.once, "once", false, "exit after one file (and, like --no-reconnect, when the connection is lost)")
+	f.BoolVar(&o.noReconnect, "no-reconnect", false, "exit when the connection to the server is lost instead of logging in again")
+	f.DurationVar(&o.keepalive, "keepalive", session.DefaultPingInterval, "ping the server this often, and reconnect when a ping is not answered within the same time (at most 30s); 0 turns pings off")
 	f.IntVar(&o.count, "count", 0, "exit after N files")
 	f.StringVar(&o.maxSize, "max-size", "", "refuse files larger than this (e.g. 2GiB)")
 	f.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail a transfer when no data arrives for this long")

@@ -30,6 +30,13 @@ type Config struct {
 	Timeout   time.Duration // bounds connect and login; default 30s
 	IQTimeout time.Duration // default reply wait; default DefaultIQTimeout
 	DebugXML  io.Writer     // stanzas in both directions, never SASL
+
+	// PingInterval is how often the session pings its server (XEP-0199);
+	// a ping unanswered within PingTimeout (default: the interval, at
+	// most 30s) ends the session with ErrPingTimeout. Zero means
+	// DefaultPingInterval, negative never.
+	PingInterval time.Duration
+	PingTimeout  time.Duration
 }
 
 // Namespaces whose payloads must reach handlers byte for byte. The library
@@ -194,6 +201,9 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 			s.tr = tr
 			go tr.readLoop(s)
 			go tr.keepalive(s)
+			if every, wait := cfg.pingTimes(); every > 0 {
+				go s.pingLoop(every, wait)
+			}
 			return s, nil
 		}
 		if errors.Is(err, ErrAuth) || ctx.Err() != nil {

@@ -2,7 +2,6 @@ package session
 
 import (
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -89,10 +88,7 @@ func (t *libTransport) readLoop(s *Session) {
 	for {
 		p, err := stanza.NextPacket(t.dec)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				err = errors.New("connection closed")
-			}
-			s.fail(fmt.Errorf("%w: %v", ErrDisconnected, err))
+			s.fail(fmt.Errorf("%w: %s", ErrDisconnected, readFailure(err)))
 			t.conn.Close()
 			return
 		}

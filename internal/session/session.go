@@ -100,7 +100,7 @@ func newSession(jid string, tr transport, iqTimeout time.Duration, debug io.Writ
 		ctx:       ctx,
 		cancel:    cancel,
 		pending:   make(map[string]pendingIQ),
-		handlers:  make(map[handlerKey]Handler),
+		handlers:  map[handlerKey]Handler{{TypeGet, NSPing}: answerPing},
 		online:    make(map[string]Presence),
 		done:      make(chan struct{}),
 	}

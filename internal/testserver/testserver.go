@@ -360,6 +360,26 @@ func (s *Server) Restart() error {
 	return s.startProcess()
 }
 
+// KillProcess ends the server process at once (SIGKILL: no stream is
+// closed, as in a crash or a power cut) and waits for it; StartProcess
+// starts it again with the same configuration, data and ports.
+func (s *Server) KillProcess() {
+	if s.ej != nil {
+		s.kill()
+		return
+	}
+	select {
+	case <-s.exited:
+	default:
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+}
+
+// StartProcess starts the server process again after KillProcess, and
+// waits until it listens.
+func (s *Server) StartProcess() error { return s.startProcess() }
+
 // Log returns the server's log so far.
 func (s *Server) Log() string {
 	b, _ := os.ReadFile(s.logFile)

@@ -181,5 +181,6 @@ func (r *Receiver) finished(a *admitted, o offerFacts, res *Result, err error) {
 	select {
 	case r.results <- outcome{res, err}:
 	case <-r.ctx.Done():
+		r.unreport(outcome{res, err})
 	}
 }

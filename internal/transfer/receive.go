@@ -51,12 +51,14 @@ type Receiver struct {
 	// streams are the bytestreams incoming transfers may use.
 	streams bytestream.Options
 
-	ctx     context.Context
+	ctx     context.Context // ends with the session: transfers in flight stop, their parts kept
+	cancel  context.CancelFunc
 	wg      sync.WaitGroup // transfers in progress
 	mu      sync.Mutex
 	active  map[string]*inFlight // part files being written
 	perPeer map[string]int       // transfers in progress by sender's bare JID
 	results chan outcome
+	dropped []outcome // ended after the receiver did (unreported)
 	closed  atomic.Bool // Close was called: links in messages are ignored
 }
 
@@ -84,11 +86,23 @@ func NewReceiver(ctx context.Context, s Session, opts ReceiveOptions, obs *Obser
 		return nil, fmt.Errorf("%w: %s is not a directory", ErrFile, opts.Dir)
 	}
 	r := &Receiver{
-		s: s, opts: opts, obs: obs, ctx: ctx,
+		s: s, opts: opts, obs: obs,
 		active:  map[string]*inFlight{},
 		perPeer: map[string]int{},
 		results: make(chan outcome, 16),
 	}
+	// A transfer cannot outlive its session: in-band data and Jingle's
+	// terminate need it, and a direct SOCKS5 stream that went on would
+	// finish a file nobody can be told about. It ends, keeping its part
+	// for the resumed offer a reconnected receiver gets.
+	r.ctx, r.cancel = context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-s.Done():
+			r.cancel()
+		case <-r.ctx.Done():
+		}
+	}()
 	r.ibb = ibb.NewManager(s, opts.IBB)
 	r.streams = bytestream.Options{NoDirect: opts.S5B.NoDirect, HostTimeout: opts.S5B.hostTimeout(), IBB: opts.IBB, InBand: r.ibb}
 	// Out-of-band handlers (oob.go), before disco announces us.
@@ -147,6 +161,32 @@ func (r *Receiver) Close() {
 		defer cancel()
 		_ = q.Quiesce(ctx)
 	}
+	r.cancel()
+}
+
+func (r *Receiver) unreport(o outcome) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dropped = append(r.dropped, o)
+}
+
+// unreported returns the outcomes no Next returned: those waiting, and
+// those of transfers that ended with the receiver (its session lost).
+// Call it after Close.
+func (r *Receiver) unreported() []outcome {
+	var out []outcome
+	for {
+		select {
+		case o := <-r.results:
+			out = append(out, o)
+			continue
+		default:
+		}
+		break
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append(out, r.dropped...)
 }
 
 func sessionErr(s Session) error {

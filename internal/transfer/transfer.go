@@ -42,7 +42,8 @@ type Session interface {
 }
 
 // Event reports what happens, for the human summary and for --json. Type is
-// one of: offer, accepted, refused, fallback, progress, done, error.
+// one of: offer, accepted, refused, fallback, progress, done, error,
+// superseded, and for a receiving Service online, disconnected and reconnected.
 type Event struct {
 	Type      string    `json:"type"`
 	SID       string    `json:"sid,omitempty"`

@@ -1,0 +1,414 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/md5"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"xfer/internal/testserver"
+)
+
+// A receiver left running (as the systemd unit in examples/ runs it)
+// outlives its server: killed and started again while the receiver idles,
+// killed in the middle of a transfer, and a connection that dies silently
+// (a middlebox that stops forwarding). Each time the receiver says so, logs
+// in again without being restarted, and the next send (a resumed one after
+// the cut transfer) arrives verified. The server is a Prosody of this
+// test's own, since it is killed.
+func TestIntegrationReceiverReconnects(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a private XMPP server (run without -short)")
+	}
+	srv, err := testserver.Start(testserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	for _, u := range []string{"alice", "bob"} {
+		if err := srv.Register(u, u+"-pw"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The receiver reaches the server through a relay the test can freeze.
+	relay := newFreezableRelay(t, srv.Addr)
+	dir := t.TempDir()
+	rcv := startCLI(t, srv, "bob", relay.addr(), "receive", "--jid", "bob@localhost/svc", "--dir", dir,
+		"--from", "alice@localhost", "--json", "--keepalive", "2s", "--stall-timeout", "5s")
+	rcv.want(t, "online", 30*time.Second)
+	send := func(t *testing.T, file string, extra ...string) error {
+		args := append([]string{"send", "--jid", "alice@localhost/s-" + filepath.Base(file), "--wait-online", "20s", "--accept-timeout", "20s"}, extra...)
+		out, err := runCLI(t, srv, "alice", srv.Addr, append(args, file, "bob@localhost/svc")...)
+		if err != nil {
+			t.Logf("send: %v\n%s", err, out)
+		}
+		return err
+	}
+	received := func(t *testing.T, src string) {
+		t.Helper()
+		ev := rcv.want(t, "done", 60*time.Second)
+		if ev["file"] != filepath.Base(src) || md5File(t, filepath.Join(dir, filepath.Base(src))) != md5File(t, src) {
+			t.Fatalf("receiver's done %v does not match %s", ev, src)
+		}
+	}
+
+	t.Run("server killed while idle", func(t *testing.T) {
+		srv.KillProcess()
+		rcv.want(t, "disconnected", 30*time.Second)
+		if err := srv.StartProcess(); err != nil {
+			t.Fatal(err)
+		}
+		rcv.want(t, "reconnected", 90*time.Second)
+		src := randomFile(t, "after-restart.bin", 300<<10)
+		if err := send(t, src); err != nil {
+			t.Fatal(err)
+		}
+		received(t, src)
+	})
+
+	t.Run("server killed mid-transfer", func(t *testing.T) {
+		src := randomFile(t, "big.bin", 48<<20)
+		done := make(chan error, 1)
+		go func() { done <- send(t, src, "--method", "ibb") }()
+		rcv.wantProgress(t, 2<<20, 60*time.Second)
+		srv.KillProcess()
+		if err := <-done; err == nil {
+			t.Fatal("the send survived the server's death")
+		}
+		if ev := rcv.want(t, "error", 30*time.Second); ev["file"] != "big.bin" {
+			t.Fatalf("error event %v", ev)
+		}
+		rcv.want(t, "disconnected", 30*time.Second)
+		fi, err := os.Stat(filepath.Join(dir, ".big.bin.part"))
+		if err != nil || fi.Size() == 0 {
+			t.Fatalf("part after the cut: %v, %v", fi, err)
+		}
+		if err := srv.StartProcess(); err != nil {
+			t.Fatal(err)
+		}
+		rcv.want(t, "reconnected", 90*time.Second)
+		if err := send(t, src, "--method", "ibb"); err != nil {
+			t.Fatal(err)
+		}
+		if ev := rcv.want(t, "accepted", 30*time.Second); ev["offset"] == nil || ev["offset"].(float64) <= 0 {
+			t.Fatalf("the second send was not resumed: %v", ev)
+		}
+		received(t, src)
+	})
+
+	t.Run("connection dies silently", func(t *testing.T) {
+		relay.freeze()
+		ev := rcv.want(t, "disconnected", 30*time.Second)
+		if !strings.Contains(ev["error"].(string), "ping") {
+			t.Fatalf("disconnected for %q, want the unanswered ping", ev["error"])
+		}
+		rcv.want(t, "reconnected", 90*time.Second)
+		src := randomFile(t, "after-silence.bin", 100<<10)
+		if err := send(t, src); err != nil {
+			t.Fatal(err)
+		}
+		received(t, src)
+	})
+
+	// The service ends as it always did: an interrupt is a clean exit.
+	if err := rcv.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := rcv.wait(); err != nil {
+		t.Fatalf("receiver after Ctrl-C: %v\n%s", err, rcv.stderr.String())
+	}
+}
+
+// --once and --no-reconnect keep the fail-fast behaviour: a lost server
+// ends the receiver with exit code 3.
+func TestIntegrationReceiverNoReconnect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a private XMPP server (run without -short)")
+	}
+	srv, err := testserver.Start(testserver.Options{NoProxy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	if err := srv.Register("bob", "bob-pw"); err != nil {
+		t.Fatal(err)
+	}
+	a := startCLI(t, srv, "bob", srv.Addr, "receive", "--jid", "bob@localhost/a", "--dir", t.TempDir(), "--json", "--no-reconnect")
+	b := startCLI(t, srv, "bob", srv.Addr, "receive", "--jid", "bob@localhost/b", "--dir", t.TempDir(), "--json", "--once")
+	a.want(t, "online", 30*time.Second)
+	b.want(t, "online", 30*time.Second)
+	srv.KillProcess()
+	for _, r := range []*cliProcess{a, b} {
+		err := r.wait()
+		var ee *exec.ExitError
+		if !asExit(err, &ee) || ee.ExitCode() != int(ExitConnect) {
+			t.Fatalf("receiver after the server's death: %v, want exit %d\n%s", err, ExitConnect, r.stderr.String())
+		}
+		if strings.Contains(r.stderr.String(), "logging in again") {
+			t.Fatalf("a fail-fast receiver tried to reconnect:\n%s", r.stderr.String())
+		}
+	}
+}
+
+func asExit(err error, ee **exec.ExitError) bool {
+	e, ok := err.(*exec.ExitError)
+	*ee = e
+	return ok
+}
+
+// cliProcess is an xfer command running as a process of its own, with its
+// JSON events collected as they come (never blocking its stdout).
+type cliProcess struct {
+	cmd    *exec.Cmd
+	stderr syncBuffer
+	exited chan error
+
+	mu     sync.Mutex
+	events []map[string]any
+	ended  bool
+	more   chan struct{} // signalled on each event and at the end
+	next   int           // the first event want has not looked at
+}
+
+func cliEnv(t *testing.T, srv *testserver.Server, user, server string) []string {
+	return append(os.Environ(), "HOME="+t.TempDir(), "XFER_SERVER="+server, "XFER_PASSWORD="+user+"-pw", "NO_COLOR=1")
+}
+
+func startCLI(t *testing.T, srv *testserver.Server, user, server string, args ...string) *cliProcess {
+	t.Helper()
+	p := &cliProcess{cmd: exec.Command("xfer", append(args, "--tls-ca", srv.CAFile)...), exited: make(chan error, 1), more: make(chan struct{}, 1)}
+	p.cmd.Env = cliEnv(t, srv, user, server)
+	p.cmd.Stderr = &p.stderr
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var ev map[string]any
+			if json.Unmarshal(sc.Bytes(), &ev) == nil {
+				p.mu.Lock()
+				p.events = append(p.events, ev)
+				p.mu.Unlock()
+				p.signal()
+			}
+		}
+		p.exited <- p.cmd.Wait()
+		p.mu.Lock()
+		p.ended = true
+		p.mu.Unlock()
+		p.signal()
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", args[0], p.stderr.String())
+		}
+	})
+	return p
+}
+
+func (p *cliProcess) signal() {
+	select {
+	case p.more <- struct{}{}:
+	default:
+	}
+}
+
+func (p *cliProcess) wait() error {
+	select {
+	case err := <-p.exited:
+		return err
+	case <-time.After(30 * time.Second):
+		return os.ErrDeadlineExceeded
+	}
+}
+
+// want waits for the next event of type typ, skipping others.
+func (p *cliProcess) want(t *testing.T, typ string, timeout time.Duration) map[string]any {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		p.mu.Lock()
+		for p.next < len(p.events) {
+			ev := p.events[p.next]
+			p.next++
+			if ev["type"] == typ {
+				p.mu.Unlock()
+				return ev
+			}
+		}
+		ended := p.ended
+		p.mu.Unlock()
+		if ended {
+			t.Fatalf("the process ended before a %s event\n%s", typ, p.stderr.String())
+		}
+		select {
+		case <-p.more:
+		case <-deadline:
+			t.Fatalf("no %s event within %v\n%s", typ, timeout, p.stderr.String())
+		}
+	}
+}
+
+// wantProgress waits until the process reports at least n bytes.
+func (p *cliProcess) wantProgress(t *testing.T, n float64, timeout time.Duration) {
+	t.Helper()
+	for {
+		ev := p.want(t, "progress", timeout)
+		if b, _ := ev["bytes"].(float64); b >= n {
+			return
+		}
+	}
+}
+
+func runCLI(t *testing.T, srv *testserver.Server, user, server string, args ...string) ([]byte, error) {
+	cmd := exec.Command("xfer", append(args, "--tls-ca", srv.CAFile)...)
+	cmd.Env = cliEnv(t, srv, user, server)
+	return cmd.CombinedOutput()
+}
+
+func randomFile(t *testing.T, name string, size int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	b := make([]byte, size)
+	_, _ = rand.Read(b)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func md5File(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := md5.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// freezableRelay forwards TCP connections to a server; freeze makes the
+// connections open at that moment go silent (nothing forwarded, nothing
+// closed, as a NAT that forgot them), while new ones are forwarded.
+type freezableRelay struct {
+	l      net.Listener
+	to     string
+	mu     sync.Mutex
+	frozen []chan struct{}
+	conns  []net.Conn // closed at the end of the test
+}
+
+func newFreezableRelay(t *testing.T, to string) *freezableRelay {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &freezableRelay{l: l, to: to}
+	t.Cleanup(func() {
+		l.Close()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, c := range r.conns {
+			c.Close()
+		}
+	})
+	go r.serve()
+	return r
+}
+
+func (r *freezableRelay) addr() string { return r.l.Addr().String() }
+
+func (r *freezableRelay) serve() {
+	for {
+		c, err := r.l.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", r.to)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		stop := make(chan struct{})
+		r.mu.Lock()
+		r.frozen = append(r.frozen, stop)
+		r.conns = append(r.conns, c, up)
+		r.mu.Unlock()
+		go r.pipe(c, up, stop)
+		go r.pipe(up, c, stop)
+	}
+}
+
+// pipe copies until the stream ends or freezes. A frozen link reads on
+// (so the writer's writes succeed) and passes nothing on, not even a close.
+func (r *freezableRelay) pipe(dst, src net.Conn, stop chan struct{}) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		select {
+		case <-stop:
+			if err != nil {
+				return
+			}
+			continue
+		default:
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				src.Close()
+				return
+			}
+		}
+		if err != nil {
+			dst.Close()
+			return
+		}
+	}
+}
+
+func (r *freezableRelay) freeze() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, stop := range r.frozen {
+		close(stop)
+	}
+	r.frozen = nil
+}
