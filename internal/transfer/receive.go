@@ -58,7 +58,7 @@ type Receiver struct {
 	active  map[string]*inFlight // part files being written
 	perPeer map[string]int       // transfers in progress by sender's bare JID
 	results chan outcome
-	dropped []outcome // ended after the receiver did (unreported)
+	dropped []outcome   // ended after the receiver did (unreported)
 	closed  atomic.Bool // Close was called: links in messages are ignored
 }
 
