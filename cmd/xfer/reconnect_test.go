@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"xfer/internal/session"
 	"xfer/internal/testserver"
 )
 
@@ -41,11 +43,12 @@ func TestIntegrationReceiverReconnects(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The receiver reaches the server through a relay the test can freeze.
+	// The receiver runs as the example unit says, and reaches the server
+	// through a relay the test can freeze.
 	relay := newFreezableRelay(t, srv.Addr)
 	dir := t.TempDir()
-	rcv := startCLI(t, srv, "bob", relay.addr(), "receive", "--jid", "bob@localhost/svc", "--dir", dir,
-		"--from", "alice@localhost", "--json", "--keepalive", "2s", "--stall-timeout", "5s")
+	args := unitCommand(t, srv, "bob@localhost/svc", dir)
+	rcv := startCLI(t, srv, "", relay.addr(), append(args, "--json", "--keepalive", "2s", "--stall-timeout", "5s")...)
 	rcv.want(t, "online", 30*time.Second)
 	send := func(t *testing.T, file string, extra ...string) error {
 		args := append([]string{"send", "--jid", "alice@localhost/s-" + filepath.Base(file), "--wait-online", "20s", "--accept-timeout", "20s"}, extra...)
@@ -78,7 +81,7 @@ func TestIntegrationReceiverReconnects(t *testing.T) {
 	})
 
 	t.Run("server killed mid-transfer", func(t *testing.T) {
-		src := randomFile(t, "big.bin", 48<<20)
+		src := randomFile(t, "big.bin", 24<<20)
 		done := make(chan error, 1)
 		go func() { done <- send(t, src, "--method", "ibb") }()
 		rcv.wantProgress(t, 2<<20, 60*time.Second)
@@ -161,6 +164,50 @@ func TestIntegrationReceiverNoReconnect(t *testing.T) {
 	}
 }
 
+// unitCommand is the ExecStart of examples/xfer-receive.service, with its
+// configuration file, inbox and sender replaced by the test's: a config
+// like the one the unit's comment describes (an account with a
+// password_file) for jid, and dir.
+func unitCommand(t *testing.T, srv *testserver.Server, jid, dir string) []string {
+	t.Helper()
+	unit, err := os.ReadFile(filepath.Join("..", "..", "examples", "xfer-receive.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exec string
+	for _, l := range strings.Split(string(unit), "\n") {
+		if v, ok := strings.CutPrefix(l, "ExecStart="); ok {
+			exec = v
+		}
+	}
+	words := shellWords(exec)
+	if len(words) < 2 || filepath.Base(words[0]) != "xfer" || words[1] != "receive" {
+		t.Fatalf("the unit's ExecStart %q does not run xfer receive", exec)
+	}
+	etc := t.TempDir()
+	pw := filepath.Join(etc, "password")
+	if err := os.WriteFile(pw, []byte(session.Local(jid)+"-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(etc, "config.toml")
+	toml := fmt.Sprintf("default_account = \"inbox\"\n[accounts.inbox]\njid = %q\npassword_file = %q\n", jid, pw)
+	if err := os.WriteFile(cfg, []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	replace := map[string]string{"/etc/xfer/config.toml": cfg, "/srv/xfer/inbox": dir, "alice@example.org": "alice@localhost"}
+	args := words[1:]
+	for i, w := range args {
+		if r, ok := replace[w]; ok {
+			args[i] = r
+			delete(replace, w)
+		}
+	}
+	if len(replace) > 0 {
+		t.Fatalf("the unit's ExecStart %q lacks %v", exec, replace)
+	}
+	return args
+}
+
 func asExit(err error, ee **exec.ExitError) bool {
 	e, ok := err.(*exec.ExitError)
 	*ee = e
@@ -181,8 +228,20 @@ type cliProcess struct {
 	next   int           // the first event want has not looked at
 }
 
+// cliEnv is the environment of an xfer process: a home of its own, the
+// server, and user's password (none for "": the configuration has it).
 func cliEnv(t *testing.T, srv *testserver.Server, user, server string) []string {
-	return append(os.Environ(), "HOME="+t.TempDir(), "XFER_SERVER="+server, "XFER_PASSWORD="+user+"-pw", "NO_COLOR=1")
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "XFER_") && !strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "HOME="+t.TempDir(), "XFER_SERVER="+server, "NO_COLOR=1")
+	if user != "" {
+		env = append(env, "XFER_PASSWORD="+user+"-pw")
+	}
+	return env
 }
 
 func startCLI(t *testing.T, srv *testserver.Server, user, server string, args ...string) *cliProcess {
