@@ -9,7 +9,7 @@ LDFLAGS := -X main.version=$(VERSION)
 DEB_PKGS := prosody python3-slixmpp ejabberd
 DEB_PKGS += libervia-backend libervia-cli
 
-.PHONY: all build deps check test test-short bench fuzz demo vet clean man interop
+.PHONY: all build deps check test test-short bench fuzz demo vet clean man interop soak
 
 all: build
 
@@ -80,3 +80,9 @@ interop: deps
 
 clean:
 	rm -rf bin
+
+# The receiver as a service under load (part of make test too): 200
+# transfers by every method from 3 senders, the server killed in the
+# middle; prints the counts, goroutines, open files and RSS.
+soak: deps
+	$(GO) test -count=1 -v -run Soak ./internal/soak/

@@ -24,7 +24,8 @@ const MaxRedirects = 5
 // TLS and response-header waits, no overall limit (a large file may take
 // long; Get bounds silence instead), no transparent decompression (the
 // bytes on disk are the bytes served, and Content-Length means them), and
-// redirects only to http or https, never from https down to http.
+// redirects only to http or https, never from https down to http, and no
+// connection kept after the response.
 func NewClient() *http.Client {
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
@@ -32,10 +33,12 @@ func NewClient() *http.Client {
 		TLSHandshakeTimeout:   15 * time.Second,
 		ResponseHeaderTimeout: 60 * time.Second,
 		ExpectContinueTimeout: 5 * time.Second,
-		IdleConnTimeout:       30 * time.Second,
-		MaxIdleConns:          4,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     true,
+		// One client per download or upload: a connection kept for
+		// reuse would only linger, an open file and two goroutines each,
+		// in a receiver that runs for months (the soak test saw them).
+		DisableKeepAlives:  true,
+		DisableCompression: true,
+		ForceAttemptHTTP2:  true,
 	}
 	return &http.Client{Transport: tr, CheckRedirect: CheckRedirect}
 }
