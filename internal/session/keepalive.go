@@ -28,11 +28,13 @@ var ErrPingTimeout = fmt.Errorf("%w: the server did not answer a ping", ErrDisco
 // answerPing is the XEP-0199 handler: an empty result.
 func answerPing(context.Context, *IQ) ([]byte, error) { return nil, nil }
 
-// pingLoop pings the server every interval, each ping waiting at most
-// timeout for its answer. Any answer, even an error (a server without
-// XEP-0199 says service-unavailable), proves the connection alive; no
-// answer ends the session, and closing the connection unblocks whatever
-// was waiting on it.
+// pingLoop pings the server when nothing has arrived for interval, each
+// ping waiting at most timeout for its answer. Any stanza proves the
+// connection alive: an answer, even an error (a server without XEP-0199
+// says service-unavailable), or anything else that arrived meanwhile (a
+// ping's answer may queue behind a throttled in-band transfer, whose
+// acknowledgements then keep coming). Silence ends the session, and
+// closing the connection unblocks whatever was waiting on it.
 func (s *Session) pingLoop(interval, timeout time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -42,10 +44,14 @@ func (s *Session) pingLoop(interval, timeout time.Duration) {
 			return
 		case <-tick.C:
 		}
+		if time.Since(time.Unix(0, s.heard.Load())) < interval {
+			continue
+		}
+		sent := time.Now().UnixNano()
 		ctx, cancel := context.WithTimeout(s.ctx, timeout)
 		_, err := s.SendIQ(ctx, &IQ{Type: TypeGet, To: s.domain, Payload: []byte(`<ping xmlns='urn:xmpp:ping'/>`)})
 		cancel()
-		if errors.Is(err, ErrNoReply) && s.fail(fmt.Errorf("%w within %s", ErrPingTimeout, timeout)) {
+		if errors.Is(err, ErrNoReply) && s.heard.Load() < sent && s.fail(fmt.Errorf("%w within %s", ErrPingTimeout, timeout)) {
 			_ = s.tr.close()
 			return
 		}

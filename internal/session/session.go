@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"xfer/internal/fault"
@@ -84,6 +85,8 @@ type Session struct {
 	done      chan struct{}
 	inflight  int           // requests being handled and answered
 	idle      chan struct{} // closed when inflight drops to 0 (Quiesce)
+
+	heard atomic.Int64 // when the last stanza arrived (UnixNano), for pingLoop
 }
 
 func newSession(jid string, tr transport, iqTimeout time.Duration, debug io.Writer) *Session {
@@ -336,6 +339,7 @@ func (s *Session) Reply(req *IQ, payload []byte, err error) error {
 
 // dispatch routes one incoming IQ. It is called on a goroutine of its own.
 func (s *Session) dispatch(iq *IQ) {
+	s.heard.Store(time.Now().UnixNano())
 	if s.debug != nil {
 		fmt.Fprintf(s.debug, "RECV %s\n", iq.Marshal())
 	}
@@ -401,6 +405,7 @@ func (s *Session) Online(bare string) []Presence {
 }
 
 func (s *Session) dispatchPresence(p Presence) {
+	s.heard.Store(time.Now().UnixNano())
 	s.mu.Lock()
 	if Resource(p.From) != "" {
 		switch p.Type {
@@ -418,6 +423,7 @@ func (s *Session) dispatchPresence(p Presence) {
 }
 
 func (s *Session) dispatchMessage(m Message) {
+	s.heard.Store(time.Now().UnixNano())
 	s.mu.Lock()
 	fs := append([]func(Message){}, s.messages...)
 	s.mu.Unlock()
