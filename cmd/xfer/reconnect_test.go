@@ -2,13 +2,8 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"crypto/md5"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -61,7 +56,7 @@ func TestIntegrationReceiverReconnects(t *testing.T) {
 	received := func(t *testing.T, src string) {
 		t.Helper()
 		ev := rcv.want(t, "done", 60*time.Second)
-		if ev["file"] != filepath.Base(src) || md5File(t, filepath.Join(dir, filepath.Base(src))) != md5File(t, src) {
+		if ev["file"] != filepath.Base(src) || testserver.MD5File(t, filepath.Join(dir, filepath.Base(src))) != testserver.MD5File(t, src) {
 			t.Fatalf("receiver's done %v does not match %s", ev, src)
 		}
 	}
@@ -218,7 +213,7 @@ func asExit(err error, ee **exec.ExitError) bool {
 // JSON events collected as they come (never blocking its stdout).
 type cliProcess struct {
 	cmd    *exec.Cmd
-	stderr syncBuffer
+	stderr testserver.LockedBuffer
 	exited chan error
 
 	mu     sync.Mutex
@@ -342,48 +337,6 @@ func runCLI(t *testing.T, srv *testserver.Server, user, server string, args ...s
 	return cmd.CombinedOutput()
 }
 
-func randomFile(t *testing.T, name string, size int) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	b := make([]byte, size)
-	_, _ = rand.Read(b)
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-func md5File(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := md5.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // freezableRelay forwards TCP connections to a server; freeze makes the
 // connections open at that moment go silent (nothing forwarded, nothing
 // closed, as a NAT that forgot them), while new ones are forwarded.
@@ -470,4 +423,9 @@ func (r *freezableRelay) freeze() {
 		close(stop)
 	}
 	r.frozen = nil
+}
+
+func randomFile(t *testing.T, name string, size int64) string {
+	p, _ := testserver.WriteRandom(t, t.TempDir(), name, size)
+	return p
 }

@@ -157,7 +157,7 @@ type driver struct {
 	name   string
 	cmd    *exec.Cmd
 	lines  chan string // stdout, line by line; closed at EOF
-	stderr lockedBuffer
+	stderr testserver.LockedBuffer
 	mu     sync.Mutex
 	stdout []string
 	done   chan struct{} // closed once the process has been waited for
@@ -280,23 +280,6 @@ func (d *driver) wait(ctx context.Context, t *testing.T) {
 	if d.err != nil {
 		t.Fatalf("%s: %v\n%s", d.name, d.err, d.output())
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func writeRandom(t *testing.T, dir, name string, size int64) (string, string) {

@@ -5,7 +5,6 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -252,7 +251,7 @@ func TestIntegrationSoak(t *testing.T) {
 			t.Errorf("%s (%s, %d bytes): never arrived", j.name, methods[j.method].name, j.size)
 			continue
 		}
-		if got := md5File(t, res.Path); got != j.md5 || res.Size != j.size {
+		if got := testserver.MD5File(t, res.Path); got != j.md5 || res.Size != j.size {
 			t.Errorf("%s: %d bytes, md5 %s; want %d, %s", j.name, res.Size, got, j.size, j.md5)
 		}
 		if res.Offset > 0 {
@@ -506,20 +505,6 @@ func measureWithin(base usage, limit time.Duration) usage {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func md5File(t *testing.T, path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		t.Error(err)
-		return ""
-	}
-	defer f.Close()
-	h := md5.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Error(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 func names(js []*job) []string {
