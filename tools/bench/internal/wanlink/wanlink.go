@@ -185,31 +185,42 @@ func (nd *Node) Command(ctx context.Context, name string, args ...string) *exec.
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", nd.NS, name}, args...)...)
 }
 
-// Do runs f on an OS thread in the node's namespace: sockets f opens
-// belong to it (and stay there, on any thread, once opened).
+// Do runs f in the node's namespace: sockets f opens belong to it (and
+// stay there, on any thread, once opened). f must not start goroutines
+// that open sockets.
 func (nd *Node) Do(f func() error) error { return Do(nd.NS, f) }
 
-// Do runs f on an OS thread that has joined the network namespace ns (a
-// name under /run/netns). The thread is never handed back to the Go
-// runtime: it exits with f's goroutine.
+// Do runs f on this goroutine's OS thread moved into the network
+// namespace ns (a name under /run/netns), and moves the thread back. The
+// thread must survive: a child started with Pdeathsig (testserver's
+// Prosody) is killed when the thread that started it exits. If it cannot
+// go back, the thread stays locked and exits with the goroutine.
 func Do(ns string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // no Unlock: the thread dies with the goroutine
-		fd, err := unix.Open(filepath.Join("/run/netns", ns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("wanlink: namespace %s: %w", ns, err)
-			return
-		}
-		err = unix.Setns(fd, unix.CLONE_NEWNET)
-		unix.Close(fd)
-		if err != nil {
-			errc <- fmt.Errorf("wanlink: setns %s: %w", ns, err)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
+	runtime.LockOSThread()
+	self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("wanlink: own namespace: %w", err)
+	}
+	defer unix.Close(self)
+	fd, err := unix.Open(filepath.Join("/run/netns", ns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("wanlink: namespace %s: %w", ns, err)
+	}
+	err = unix.Setns(fd, unix.CLONE_NEWNET)
+	unix.Close(fd)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("wanlink: setns %s: %w", ns, err)
+	}
+	ferr := f()
+	if err := unix.Setns(self, unix.CLONE_NEWNET); err != nil {
+		// Stays locked: the thread is in ns, and ends with the goroutine.
+		return errors.Join(ferr, fmt.Errorf("wanlink: back from %s: %w", ns, err))
+	}
+	runtime.UnlockOSThread()
+	return ferr
 }
 
 // openTUN creates the TUN device wan0 in namespace ns: a TUN device
