@@ -107,6 +107,7 @@ const (
 	dstEnv   = "XFER_BENCH_DST"   // relay-recv: the SOCKS5 destination (s5b.DstAddr)
 	proxyEnv = "XFER_BENCH_PROXY" // relay-send: the proxy's JID
 	caEnv    = "XFER_BENCH_CA"    // relay-send: the server's certificate
+	hostEnv  = "XFER_BENCH_HOST"  // tcp-recv: the address to listen on (default 127.0.0.1)
 )
 
 func main() {
@@ -133,18 +134,30 @@ func main() {
 	only := flag.String("rows", "", "only the rows whose \"method, settings\" matches this regular expression (and their baselines)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "limit for one transfer")
 	var compare []variant
-	flag.Func("compare", "`NAME=PATH`: also measure the S5B rows with this other xfer binary, e.g. a build with a change to try (repeatable)", func(v string) error {
+	flag.Func("compare", "`REV or NAME=PATH`: also measure the IBB and S5B rows (with -wan: the IBB rows on every link) with another xfer: built from git revision REV, or the binary at PATH; prints both builds' MB/s and receiver CPU per MiB side by side (repeatable)", func(v string) error {
 		name, path, ok := strings.Cut(v, "=")
-		if !ok || name == "" || path == "" {
+		if !ok {
+			if v == "" || strings.HasPrefix(v, "-") {
+				return errors.New("want a git revision or NAME=PATH")
+			}
+			compare = append(compare, variant{rev: v})
+			return nil
+		}
+		if name == "" || path == "" {
 			return errors.New("want NAME=PATH")
 		}
 		abs, err := filepath.Abs(path)
 		if err != nil {
 			return err
 		}
-		compare = append(compare, variant{name, abs})
+		compare = append(compare, variant{name: name, path: abs})
 		return nil
 	})
+	wan := flag.Bool("wan", false, "measure on emulated WAN links instead of loopback: Prosody, sender and receiver in network namespaces of their own, each client's link with every -wan-rtt and -wan-loss (needs root)")
+	wanRTT := flag.String("wan-rtt", "0,20ms,80ms", "-wan: the round trips of each client's link to the server, comma-separated (sender to receiver directly crosses both links: twice as long)")
+	wanLoss := flag.String("wan-loss", "0,0.5", "-wan: the packet loss of each link crossed, in percent, comma-separated")
+	wanRate := flag.String("wan-rate", "0", "-wan: limit each link to this many bytes per second per direction (e.g. 10MB; 0: no limit)")
+	wanSecs := flag.Float64("wan-seconds", 5, "-wan: aim for this many seconds per transfer: each row's file is sized from the link's expected throughput")
 	flag.Parse()
 	sizes := map[string]int64{}
 	for name, v := range map[string]string{"size": *sizeFlag, "ibb-size": *ibbSizeFlag, "rss-size": *rssSizeFlag} {
@@ -167,11 +180,20 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, config{
+	cfg := config{
 		size: sizes["size"], ibbSize: sizes["ibb-size"], rssSize: sizes["rss-size"], rssCheck: *rssCheck,
 		runs: *runs, xfer: *xferBin, quick: *quick, filter: filter, timeout: *timeout, compare: compare,
-	})
+	}
+	if *wan {
+		w, err := parseWAN(*wanRTT, *wanLoss, *wanRate, *wanSecs)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(2)
+		}
+		cfg.wan = w
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, cfg)
 	interrupted := ctx.Err() != nil // before stop, which cancels ctx
 	stop()
 	if err != nil {
@@ -192,10 +214,12 @@ type config struct {
 	filter                 *regexp.Regexp
 	timeout                time.Duration
 	compare                []variant
+	wan                    *wanConfig // -wan; nil: loopback
 }
 
-// variant is another xfer binary to measure (-compare).
-type variant struct{ name, path string }
+// variant is another xfer binary to measure (-compare): the binary at path,
+// or one built from the git revision rev (name and path set once built).
+type variant struct{ name, path, rev string }
 
 // Kinds of rows.
 const (
@@ -203,6 +227,9 @@ const (
 	kindTCP   // raw TCP between two children
 	kindRelay // raw SOCKS5 relay through the proxy between two children
 )
+
+// The bench's own name for this tree's build in -compare's summary.
+const thisBuild = "this tree"
 
 // row is one line of the table: a way of moving a file.
 type row struct {
@@ -217,6 +244,9 @@ type row struct {
 	args     []string           // `xfer send` flags
 	bin      string             // -compare: this xfer binary instead of -xfer
 	want     want               // xfer rows: what both done events must say
+	twin     *row               // -compare: the same row with this tree's build
+	link     *wanLink           // -wan: the links the row runs over; nil: loopback
+	bound    float64            // -wan IBB rows: window × block / round trip, bytes/s
 	results  []result
 }
 
@@ -247,6 +277,8 @@ type result struct {
 	firstByte float64 // the send process's start to its first byte (login, hashes, finding bob, offer, accept, bytestream)
 	offered   float64 // the send process's start to its "offer" event (login, hashes, finding bob; Jingle: also its candidates)
 	accepted  float64 // the send process's start to its "accepted" event
+	// -wan: packets the emulator forwarded and dropped during the row.
+	emuSent, emuLost uint64
 }
 
 // phases prints where an xfer row's time to the first byte went.
@@ -290,8 +322,23 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	if err := buildVariants(ctx, cfg.compare, dir); err != nil {
+		return err
+	}
 
-	rows := tableRows(cfg)
+	var (
+		rows []*row
+		wn   *wanNet
+	)
+	if cfg.wan != nil {
+		if wn, err = startWAN(); err != nil {
+			return err
+		}
+		defer wn.close()
+		rows = wanRows(cfg, wn.server())
+	} else {
+		rows = tableRows(cfg)
+	}
 	files := map[int64]payload{}
 	for _, r := range rows {
 		if _, ok := files[r.size]; ok {
@@ -343,21 +390,35 @@ func run(ctx context.Context, cfg config) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "bench: run %d/%d: %s (%s)\n", i+1, cfg.runs, r.name(), human(r.size))
+			where := ""
+			var h hosts
+			if r.link != nil {
+				where = ", " + r.link.String()
+				h = wn.use(*r.link)
+			}
+			fmt.Fprintf(os.Stderr, "bench: run %d/%d: %s (%s%s)\n", i+1, cfg.runs, r.name(), human(r.size), where)
 			tctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 			var res result
 			f := files[r.size]
+			var sent0, lost0 uint64
+			if wn != nil {
+				sent0, lost0 = wn.stats()
+			}
 			switch r.kind {
 			case kindTCP:
-				res, err = rawTCP(tctx, self, dir, f, r.size, r.hash)
+				res, err = rawTCP(tctx, h, self, dir, f, r.size, r.hash)
 			case kindRelay:
-				res, err = rawRelay(tctx, self, servers[r.server], dir, f, r.size, r.hash)
+				res, err = rawRelay(tctx, h, self, servers[r.server], dir, f, r.size, r.hash)
 			default:
 				bin := xfer
 				if r.bin != "" {
 					bin = r.bin
 				}
-				res, err = viaXfer(tctx, bin, servers[r.server], dir, f, r.size, r.args, r.want)
+				res, err = viaXfer(tctx, h, bin, servers[r.server], dir, f, r.size, r.args, r.want)
+			}
+			if wn != nil {
+				sent1, lost1 := wn.stats()
+				res.emuSent, res.emuLost = sent1-sent0, lost1-lost0
 			}
 			cancel()
 			if err != nil {
@@ -377,8 +438,27 @@ func run(ctx context.Context, cfg config) error {
 			r.results = append(r.results, res)
 		}
 	}
-	printTable(os.Stdout, cfg, rows)
+	if cfg.wan != nil {
+		printWAN(os.Stdout, cfg, rows)
+	} else {
+		printTable(os.Stdout, cfg, rows)
+	}
+	printCompare(os.Stdout, rows)
 	return nil
+}
+
+// ibbPair returns SI and Jingle IBB rows like si and jingle but with the
+// -compare build v, each the twin of its counterpart; the Jingle row is
+// compared with v's SI row ("speed vs"), the SI row with si's base.
+func ibbPair(v variant, si, jingle *row) []*row {
+	vsi, vj := *si, *jingle
+	vsi.method += " [" + v.name + "]"
+	vj.method += " [" + v.name + "]"
+	vsi.bin, vj.bin = v.path, v.path
+	vsi.twin, vj.twin = si, jingle
+	vj.base = &vsi
+	vsi.results, vj.results = nil, nil
+	return []*row{&vsi, &vj}
 }
 
 // tableRows lists the rows to measure, in the order of the table.
@@ -414,9 +494,11 @@ func tableRows(cfg config) []*row {
 	rows = append(rows, ibbSI, &row{method: "xfer jingle-ibb", settings: "defaults", base: ibbSI, size: cfg.ibbSize,
 		args: []string{"--method", "jingle-ibb"}, want: want{"jingle-ibb", ""}})
 	while.base, relayWhile.base = first, relayFirst
+	jingleIBB := rows[len(rows)-1]
 	for _, v := range cfg.compare {
 		rows = append(rows, s5bPair(" ["+v.name+"]", v.path, "direct (defaults)", cfg.size, false)...)
 		rows = append(rows, s5bPair(" ["+v.name+"]", v.path, "proxy65 (--no-direct)", cfg.size, false, "--no-direct")...)
+		rows = append(rows, ibbPair(v, ibbSI, jingleIBB)...)
 	}
 	if cfg.rssCheck {
 		rows = append(rows, s5bPair("", "", "direct, -rss-size file", cfg.rssSize, true)...)
@@ -443,13 +525,22 @@ func tableRows(cfg config) []*row {
 		}
 		rows = append(rows, nd...)
 	}
-	if cfg.filter == nil {
+	return filterRows(rows, cfg.filter)
+}
+
+// filterRows keeps the rows whose name matches filter (all if nil), and
+// their baselines and -compare twins.
+func filterRows(rows []*row, filter *regexp.Regexp) []*row {
+	if filter == nil {
 		return rows
 	}
 	keep := map[*row]bool{}
 	for _, r := range rows {
-		if cfg.filter.MatchString(r.name()) {
-			for b := r; b != nil; b = b.base {
+		if !filter.MatchString(r.name()) {
+			continue
+		}
+		for _, t := range []*row{r, r.twin} {
+			for b := t; b != nil; b = b.base {
 				keep[b] = true
 			}
 		}
@@ -488,11 +579,11 @@ type childReport struct {
 
 // rawTCP copies f over a loopback TCP connection between two child
 // processes of this program and checks what arrived.
-func rawTCP(ctx context.Context, self, dir string, f payload, size int64, hashMode string) (result, error) {
+func rawTCP(ctx context.Context, h hosts, self, dir string, f payload, size int64, hashMode string) (result, error) {
 	out := filepath.Join(dir, "raw-received.bin")
 	defer os.Remove(out)
-	recv := exec.CommandContext(ctx, self)
-	recv.Env = append(os.Environ(), roleEnv+"=tcp-recv", fileEnv+"="+out, hashEnv+"="+hashMode)
+	recv := h.command(ctx, true, self)
+	recv.Env = append(os.Environ(), roleEnv+"=tcp-recv", fileEnv+"="+out, hashEnv+"="+hashMode, hostEnv+"="+h.recvHost())
 	recv.Stderr = os.Stderr
 	stdout, err := recv.StdoutPipe()
 	if err != nil {
@@ -509,7 +600,7 @@ func rawTCP(ctx context.Context, self, dir string, f payload, size int64, hashMo
 	}
 	addr := strings.TrimSpace(lines.Text())
 
-	send := exec.CommandContext(ctx, self)
+	send := h.command(ctx, false, self)
 	send.Env = append(os.Environ(), roleEnv+"=tcp-send", fileEnv+"="+f.path, addrEnv+"="+addr, hashEnv+"="+hashMode)
 	send.Stderr = os.Stderr
 	var sendOut bytes.Buffer
@@ -533,7 +624,7 @@ func rawTCP(ctx context.Context, self, dir string, f payload, size int64, hashMo
 
 // rawRelay copies f through the server's proxy65 between two child
 // processes of this program and checks what arrived.
-func rawRelay(ctx context.Context, self string, s *server, dir string, f payload, size int64, hashMode string) (result, error) {
+func rawRelay(ctx context.Context, h hosts, self string, s *server, dir string, f payload, size int64, hashMode string) (result, error) {
 	if s.srv.ProxyAddr == "" {
 		return result{}, errors.New("the server has no proxy65")
 	}
@@ -543,7 +634,7 @@ func rawRelay(ctx context.Context, self string, s *server, dir string, f payload
 
 	// The requester logs in first: the destination address hashes its
 	// full JID, which the server binds.
-	send := exec.CommandContext(ctx, self)
+	send := h.command(ctx, false, self)
 	send.Env = append(os.Environ(), roleEnv+"=relay-send", fileEnv+"="+f.path, hashEnv+"="+hashMode,
 		addrEnv+"="+s.srv.ProxyAddr, proxyEnv+"="+s.srv.ProxyJID, caEnv+"="+s.srv.CAFile,
 		"XFER_JID=alice@localhost/bench-relay", "XFER_PASSWORD="+s.pw["alice"], "XFER_SERVER="+s.srv.Addr)
@@ -570,7 +661,7 @@ func rawRelay(ctx context.Context, self string, s *server, dir string, f payload
 
 	// The target connects first: proxy65 pairs the first connection for
 	// an address with the target, the second with the requester.
-	recv := exec.CommandContext(ctx, self)
+	recv := h.command(ctx, true, self)
 	recv.Env = append(os.Environ(), roleEnv+"=relay-recv", fileEnv+"="+out, hashEnv+"="+hashMode,
 		addrEnv+"="+s.srv.ProxyAddr, dstEnv+"="+dst)
 	recv.Stderr = os.Stderr
@@ -657,7 +748,11 @@ func child(role string) error {
 	file, hashMode := os.Getenv(fileEnv), os.Getenv(hashEnv)
 	switch role {
 	case "tcp-recv":
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		host := os.Getenv(hostEnv)
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			return err
 		}
@@ -902,7 +997,7 @@ func checkSums(ev event, f payload, w want) error {
 
 // viaXfer sends f from alice to bob with bin/xfer send and the given flags,
 // and checks that both sides used what w says.
-func viaXfer(ctx context.Context, xfer string, s *server, dir string, f payload, size int64, extra []string, w want) (result, error) {
+func viaXfer(ctx context.Context, h hosts, xfer string, s *server, dir string, f payload, size int64, extra []string, w want) (result, error) {
 	inbox, err := os.MkdirTemp(dir, "inbox-")
 	if err != nil {
 		return result{}, err
@@ -918,8 +1013,12 @@ func viaXfer(ctx context.Context, xfer string, s *server, dir string, f payload,
 	if s.srv.CAFile == "" {
 		tls = []string{"--no-tls"}
 	}
-	recv := exec.CommandContext(ctx, xfer, append(append([]string{"receive"}, tls...), "--dir", inbox,
-		"--from", "alice@localhost", "--once", "--quiet", "--json")...)
+	recvArgs := append(append([]string{"receive"}, tls...), "--dir", inbox,
+		"--from", "alice@localhost", "--once", "--quiet", "--json")
+	if w.method == "upload" {
+		recvArgs = append(recvArgs, "--accept-links")
+	}
+	recv := h.command(ctx, true, xfer, recvArgs...)
 	recv.Env, recv.Stdout, recv.Stderr = env("bob"), &recvOut, &recvErr
 	if err := recv.Start(); err != nil {
 		return result{}, err
@@ -929,7 +1028,7 @@ func viaXfer(ctx context.Context, xfer string, s *server, dir string, f payload,
 	args := append(append([]string{"send"}, tls...), "--quiet", "--json", "--wait-online", "30s")
 	args = append(args, extra...)
 	args = append(args, f.path, "bob@localhost")
-	send := exec.CommandContext(ctx, xfer, args...)
+	send := h.command(ctx, false, xfer, args...)
 	send.Env, send.Stdout, send.Stderr = env("alice"), &sendOut, &sendErr
 	start := time.Now()
 	serr := send.Run()
@@ -960,7 +1059,13 @@ func viaXfer(ctx context.Context, xfer string, s *server, dir string, f payload,
 		return result{}, fmt.Errorf("xfer receive printed no done event:\n%s", recvOut.String())
 	}
 	defer os.Remove(got.Path)
-	for _, err := range []error{checkDone("send", sent, w), checkDone("receive", got, w), checkSums(got, f, w)} {
+	checks := []error{checkDone("send", sent, w), checkDone("receive", got, w), checkSums(got, f, w)}
+	if w.method == "upload" {
+		// The receiver fetched a link (XEP-0066), without a hash: the
+		// file on disk is checked below.
+		checks = []error{checkDone("send", sent, w), checkDone("receive", got, want{"oob", "link"})}
+	}
+	for _, err := range checks {
 		if err != nil {
 			return result{}, fmt.Errorf("%w\nsender:\n%s\nreceiver:\n%s", err, sendOut.String(), recvOut.String())
 		}
@@ -978,6 +1083,15 @@ func viaXfer(ctx context.Context, xfer string, s *server, dir string, f payload,
 	}
 	if p, ok := findEvent(sendOut.Bytes(), "progress"); ok && !p.Time.IsZero() {
 		res.firstByte = p.Time.Sub(start).Seconds()
+	}
+	if w.method == "upload" {
+		// From the offer (before the upload slot is asked for) to the
+		// receiver's file in place: upload, message, download.
+		o, ok := findEvent(sendOut.Bytes(), "offer")
+		if !ok || o.Time.IsZero() || got.Time.IsZero() {
+			return result{}, fmt.Errorf("upload: no offer or done time:\n%s\n%s", sendOut.String(), recvOut.String())
+		}
+		res.bytes, res.seconds = size, got.Time.Sub(o.Time).Seconds()
 	}
 	res.sendRSS, res.sendCPU = usage(send.ProcessState)
 	res.recvRSS, res.recvCPU = usage(recv.ProcessState)

@@ -5,13 +5,16 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"xfer/internal/testserver"
 )
 
 // Every xfer row asks `xfer send` for the method its done events are
 // checked against, and every Jingle row is compared with the SI row of the
 // same file and way (direct or proxy).
 func TestRowsClaimTheirMethod(t *testing.T) {
-	cfg := config{size: 1 << 20, ibbSize: 1 << 16, rssSize: 1 << 21, rssCheck: true, compare: []variant{{"x", "/bin/x"}}}
+	cfg := config{size: 1 << 20, ibbSize: 1 << 16, rssSize: 1 << 21, rssCheck: true, compare: []variant{{name: "x", path: "/bin/x"}}}
 	rows := tableRows(cfg)
 	jingles := 0
 	for _, r := range rows {
@@ -34,13 +37,16 @@ func TestRowsClaimTheirMethod(t *testing.T) {
 		}
 		jingles++
 		b := r.base
+		if r.twin != nil && (r.twin.want != r.want || r.twin.size != r.size || r.twin.bin != "" || r.bin == "") {
+			t.Errorf("%s: -compare twin %v", r.name(), r.twin)
+		}
 		if b == nil || b.kind != kindXfer || b.want.jingle() || b.size != r.size || b.bin != r.bin ||
 			strings.TrimPrefix(r.want.method, "jingle-") != b.want.method || b.want.via != r.want.via || b.server != r.server {
 			t.Errorf("%s: compared with %v, not its SI counterpart", r.name(), b)
 		}
 	}
-	if jingles != 8 { // direct, proxy, ibb; the same two for -compare and -rss-check; direct with TCP_NODELAY
-		t.Errorf("%d Jingle rows, want 8", jingles)
+	if jingles != 9 { // direct, proxy, ibb; the same three for -compare; two for -rss-check; direct with TCP_NODELAY
+		t.Errorf("%d Jingle rows, want 9", jingles)
 	}
 	// -rows keeps a row's baselines down to the raw one.
 	cfg.filter = regexp.MustCompile(`^xfer jingle-s5b, proxy65 \(`)
@@ -51,6 +57,50 @@ func TestRowsClaimTheirMethod(t *testing.T) {
 	want := []string{"raw SOCKS5 relay, proxy65, hash first; receiver hashes + writes", "xfer s5b, proxy65 (--no-direct)", "xfer jingle-s5b, proxy65 (--no-direct)"}
 	if !slices.Equal(names, want) {
 		t.Errorf("-rows: %q, want %q", names, want)
+	}
+}
+
+// The -wan rows: every link setting has each way once, in bounded files,
+// IBB rows carry their window bound, and -compare adds both IBB rows per
+// link, twinned with this tree's.
+func TestWANRows(t *testing.T) {
+	w, err := parseWAN("0,20ms,80ms", "0,0.5", "0", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config{wan: w, compare: []variant{{name: "x", path: "/bin/x"}}}
+	rows := wanRows(cfg, testserver.Options{Netns: "ns", Host: "10.77.0.1"})
+	if len(rows) != 6*9 {
+		t.Fatalf("%d rows, want 6 link settings × 9", len(rows))
+	}
+	for _, r := range rows {
+		if r.link == nil || r.size < 256<<10 || r.size > 64<<20 {
+			t.Errorf("%s: link %v, size %d", r.name(), r.link, r.size)
+		}
+		if r.kind != kindTCP && r.server.Netns != "ns" {
+			t.Errorf("%s: server %+v", r.name(), r.server)
+		}
+		if want := strings.HasSuffix(r.want.method, "ibb") && r.link.rtt > 0; (r.bound > 0) != want {
+			t.Errorf("%s: bound %v at %v", r.name(), r.bound, r.link.rtt)
+		}
+		if r.base != nil && (r.base.link != r.link || r.base.size != r.size) {
+			t.Errorf("%s: compared with %s on %v", r.name(), r.base.name(), r.base.link)
+		}
+		if r.want.method == "upload" && r.size > testserver.UploadSizeLimit {
+			t.Errorf("%s: %d bytes, over the upload limit", r.name(), r.size)
+		}
+	}
+	// 80 ms, 0.5 %: small files, so that a row stays within seconds.
+	if s := wanSize(wayDirect, wanLink{rtt: 80 * time.Millisecond, loss: 0.005}, 5); s > 1<<20 {
+		t.Errorf("direct at 80 ms, 0.5 %%: %d bytes", s)
+	}
+	if s := wanSize(wayIBB, wanLink{rtt: 80 * time.Millisecond}, 5); s > 2<<20 {
+		t.Errorf("IBB at 80 ms: %d bytes", s)
+	}
+	for _, bad := range [][2]string{{"x", "0"}, {"0", "-1"}, {"3s", "0"}, {"0", "60"}} {
+		if _, err := parseWAN(bad[0], bad[1], "0", 5); err == nil {
+			t.Errorf("parseWAN(%q, %q) accepted", bad[0], bad[1])
+		}
 	}
 }
 
