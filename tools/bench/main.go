@@ -1366,6 +1366,8 @@ func (r *row) short() string {
 		return "raw TCP"
 	case r.kind == kindTCP:
 		return "raw TCP+MD5 (hash " + r.hash + ")"
+	case r.kind == kindRelay && r.hash == "":
+		return "raw relay"
 	case r.kind == kindRelay:
 		return "raw relay (hash " + r.hash + ")"
 	case !r.want.jingle():

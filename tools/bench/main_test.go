@@ -70,14 +70,14 @@ func TestWANRows(t *testing.T) {
 	}
 	cfg := config{wan: w, compare: []variant{{name: "x", path: "/bin/x"}}}
 	rows := wanRows(cfg, testserver.Options{Netns: "ns", Host: "10.77.0.1"})
-	if len(rows) != 6*9 {
-		t.Fatalf("%d rows, want 6 link settings × 9", len(rows))
+	if len(rows) != 6*10 {
+		t.Fatalf("%d rows, want 6 link settings × 10", len(rows))
 	}
 	for _, r := range rows {
 		if r.link == nil || r.size < 256<<10 || r.size > 64<<20 {
 			t.Errorf("%s: link %v, size %d", r.name(), r.link, r.size)
 		}
-		if r.kind != kindTCP && r.server.Netns != "ns" {
+		if r.kind != kindTCP && (r.server.Netns != "ns" || r.server.Host != "10.77.0.1") {
 			t.Errorf("%s: server %+v", r.name(), r.server)
 		}
 		if want := strings.HasSuffix(r.want.method, "ibb") && r.link.rtt > 0; (r.bound > 0) != want {

@@ -234,6 +234,12 @@ func wanRows(cfg config, srv testserver.Options) []*row {
 			for _, v := range cfg.compare {
 				rows = append(rows, ibbPair(v, ibb, jibb)...)
 			}
+			// Where Prosody's Nagle (on, as Debian ships it) costs IBB
+			// its window: the same row against a Prosody with TCP_NODELAY.
+			noNagle := srv
+			noNagle.NoNagle, noNagle.HTTPUpload = true, false
+			rows = append(rows, &row{method: "xfer ibb", settings: "defaults, Prosody TCP_NODELAY", base: ibb, server: noNagle,
+				size: ibb.size, link: l, bound: bound, args: []string{"--method", "ibb"}, want: want{"ibb", ""}})
 			rows = append(rows, &row{method: "xfer upload", settings: "HTTP File Upload (upload, link, download)", server: srv,
 				size: size(wayUpload), link: l, args: []string{"--method", "upload"}, want: want{"upload", "upload.localhost"}})
 		}
