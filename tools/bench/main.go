@@ -94,6 +94,7 @@ import (
 	"xfer/internal/session"
 	"xfer/internal/testserver"
 	"xfer/internal/units"
+	"xfer/tools/bench/internal/wanlink"
 )
 
 // roleEnv selects a child role when this program re-executes itself.
@@ -191,6 +192,15 @@ func main() {
 			os.Exit(2)
 		}
 		cfg.wan = w
+		if err := wanlink.Available(); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -wan skipped: it needs root (network namespaces, TUN devices): %v\n", err)
+			return
+		}
+		timeoutSet := false
+		flag.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
+		if !timeoutSet {
+			cfg.timeout = 3 * time.Minute // the rows aim for seconds: a stall fails soon
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, cfg)
@@ -279,6 +289,7 @@ type result struct {
 	accepted  float64 // the send process's start to its "accepted" event
 	// -wan: packets the emulator forwarded and dropped during the row.
 	emuSent, emuLost uint64
+	emuCPU           float64 // this process's CPU seconds: the emulator's, mostly
 }
 
 // phases prints where an xfer row's time to the first byte went.
@@ -401,6 +412,7 @@ func run(ctx context.Context, cfg config) error {
 			var res result
 			f := files[r.size]
 			var sent0, lost0 uint64
+			cpu0 := selfCPU()
 			if wn != nil {
 				sent0, lost0 = wn.stats()
 			}
@@ -419,6 +431,7 @@ func run(ctx context.Context, cfg config) error {
 			if wn != nil {
 				sent1, lost1 := wn.stats()
 				res.emuSent, res.emuLost = sent1-sent0, lost1-lost0
+				res.emuCPU = selfCPU() - cpu0
 			}
 			cancel()
 			if err != nil {
@@ -1110,6 +1123,15 @@ func findEvent(out []byte, typ string) (event, bool) {
 		}
 	}
 	return event{}, false
+}
+
+// selfCPU returns this process's user+system CPU seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // usage returns a finished child's peak RSS (KiB) and CPU seconds.

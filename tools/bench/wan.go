@@ -103,9 +103,6 @@ type wanNet struct {
 }
 
 func startWAN() (*wanNet, error) {
-	if err := wanlink.Available(); err != nil {
-		return nil, fmt.Errorf("-wan needs root (network namespaces and TUN devices): %w", err)
-	}
 	wanlink.RemoveStale(nsPrefix)
 	n, err := wanlink.New(nsPrefix+strconv.Itoa(os.Getpid()), "10.77.0", "S", "A", "B")
 	if err != nil {
@@ -251,7 +248,7 @@ func wanRows(cfg config, srv testserver.Options) []*row {
 func printWAN(w io.Writer, cfg config, rows []*row) {
 	fmt.Fprintf(w, "\nxfer bench -wan: %d run(s), median shown; %s\n", cfg.runs, machine())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "RTT\tloss\tmethod\tsettings\tfile\tseconds\tMB/s\tspeed vs\tIBB bound MB/s\tto 1st byte s\tsender CPU s\treceiver CPU s\tProsody CPU s\tpackets lost")
+	fmt.Fprintln(tw, "RTT\tloss\tmethod\tsettings\tfile\tseconds\tMB/s\tspeed vs\tIBB bound MB/s\tto 1st byte s\tsender CPU s\treceiver CPU s\tProsody CPU s\temulator CPU s\tpackets lost")
 	for _, r := range rows {
 		if len(r.results) == 0 {
 			continue
@@ -274,16 +271,16 @@ func printWAN(w io.Writer, cfg config, rows []*row) {
 		if m.emuSent > 0 {
 			lost = fmt.Sprintf("%.2f %%", 100*float64(m.emuLost)/float64(m.emuSent))
 		}
-		fmt.Fprintf(tw, "%v\t%s %%\t%s\t%s\t%s\t%.3f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%v\t%s %%\t%s\t%s\t%s\t%.3f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\n",
 			r.link.rtt, strconv.FormatFloat(100*r.link.loss, 'f', -1, 64), r.method, r.settings, human(r.size),
 			m.seconds, rate(m)/1e6, ratio, bound, secs3(medianOf(r.results, firstSecs)),
-			secs(m.sendCPU), secs(m.recvCPU), secs(m.serverCPU), lost)
+			secs(m.sendCPU), secs(m.recvCPU), secs(m.serverCPU), m.emuCPU, lost)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "RTT: each client's round trip to the server (sender and receiver on links of their own; directly, sender to receiver crosses both: twice the RTT). loss: per link crossed, each way. Emulated in user space (tools/bench/internal/wanlink: TUN devices in network namespaces, MTU 1500).")
 	fmt.Fprintln(w, "seconds: as the sender sees it (xfer: its done event, bytestream negotiation to close; raw: connect to close); xfer upload: the sender's offer to the receiver's file in place (slot, PUT, link, GET). to 1st byte s: the send process's start (login included) to its first progress event.")
 	fmt.Fprintf(w, "IBB bound: window × block / round trip = %d × %d B / (2 × RTT): each chunk's acknowledgement comes back from the receiver through the server. speed vs: over the named row's MB/s (same file), or over the IBB bound.\n", ibbWindow, ibbBlock)
-	fmt.Fprintln(w, "packets lost: the emulator's drops over the packets it saw during the row. CPU s: user+system. The machine is shared: compare the ratios within this run.")
+	fmt.Fprintln(w, "packets lost: the emulator's drops over the packets it saw during the row. CPU s: user+system; emulator CPU s is the bench process's own (it forwards every packet). The machine is shared: compare the ratios within this run.")
 }
 
 // printCompare prints each -compare build's IBB rows next to this tree's:
