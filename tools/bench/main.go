@@ -55,6 +55,23 @@
 // (Options.Plaintext, xfer --no-tls), one row each, and S5B direct (SI and
 // Jingle) against the one with TCP_NODELAY: they show where the time goes.
 //
+// -compare REV builds cmd/xfer at git revision REV (git archive into the
+// bench's temporary directory, go build; nothing is added to the
+// repository) and measures the IBB rows (SI and Jingle), and the S5B rows,
+// with both builds in the same run, each right after this tree's; the
+// summary gives both builds' MB/s and receiver CPU seconds per MiB and
+// their ratios. -compare NAME=PATH does the same with a binary at hand.
+//
+// -wan (`make bench-wan`, as root) measures on emulated wide-area links
+// instead (wan.go): Prosody (testserver.Options.Netns and Host), the sender
+// and the receiver each in a network namespace of its own, the links
+// emulated in user space by tools/bench/internal/wanlink (this kernel has
+// no netem), for every -wan-rtt and -wan-loss: raw TCP sender to receiver
+// and a raw SOCKS5 relay through proxy65 next to xfer's S5B direct and
+// through the proxy, SI and Jingle IBB (with their window bound), and
+// HTTP upload, files sized to take about -wan-seconds each. Everything it
+// creates is removed at the end, on an error or Ctrl-C too.
+//
 // Machines are shared and noisy: compare the ratios of one run, never the
 // absolute numbers of two. Peak RSS comes from wait4's ru_maxrss (KiB on
 // Linux) for our children and from VmHWM in /proc for Prosody (its

@@ -91,7 +91,7 @@ func TestWANRows(t *testing.T) {
 		}
 	}
 	// 80 ms, 0.5 %: small files, so that a row stays within seconds.
-	if s := wanSize(wayDirect, wanLink{rtt: 80 * time.Millisecond, loss: 0.005}, 5); s > 1<<20 {
+	if s := wanSize(wayDirect, wanLink{rtt: 80 * time.Millisecond, loss: 0.005}, 5); s > 4<<20 {
 		t.Errorf("direct at 80 ms, 0.5 %%: %d bytes", s)
 	}
 	if s := wanSize(wayIBB, wanLink{rtt: 80 * time.Millisecond}, 5); s > 2<<20 {
