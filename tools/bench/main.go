@@ -521,14 +521,18 @@ func tableRows(cfg config) []*row {
 	rows := []*row{raw, first, while, relayFirst, relayWhile}
 	rows = append(rows, s5bPair("", "", "direct (defaults)", cfg.size, false)...)
 	rows = append(rows, s5bPair("", "", "proxy65 (--no-direct)", cfg.size, false, "--no-direct")...)
-	rows = append(rows, ibbSI, &row{method: "xfer jingle-ibb", settings: "defaults", base: ibbSI, size: cfg.ibbSize,
-		args: []string{"--method", "jingle-ibb"}, want: want{"jingle-ibb", ""}})
+	jingleIBB := &row{method: "xfer jingle-ibb", settings: "defaults", base: ibbSI, size: cfg.ibbSize,
+		args: []string{"--method", "jingle-ibb"}, want: want{"jingle-ibb", ""}}
+	rows = append(rows, ibbSI, jingleIBB)
+	// -compare's IBB rows right after this tree's, so that both see the
+	// same load.
+	for _, v := range cfg.compare {
+		rows = append(rows, ibbPair(v, ibbSI, jingleIBB)...)
+	}
 	while.base, relayWhile.base = first, relayFirst
-	jingleIBB := rows[len(rows)-1]
 	for _, v := range cfg.compare {
 		rows = append(rows, s5bPair(" ["+v.name+"]", v.path, "direct (defaults)", cfg.size, false)...)
 		rows = append(rows, s5bPair(" ["+v.name+"]", v.path, "proxy65 (--no-direct)", cfg.size, false, "--no-direct")...)
-		rows = append(rows, ibbPair(v, ibbSI, jingleIBB)...)
 	}
 	if cfg.rssCheck {
 		rows = append(rows, s5bPair("", "", "direct, -rss-size file", cfg.rssSize, true)...)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -140,5 +142,38 @@ func TestCheckDone(t *testing.T) {
 		if err := checkSums(c.ev, f, c.w); (err != nil) != c.fail {
 			t.Errorf("checkSums(%+v, %+v) = %v", c.ev, c.w, err)
 		}
+	}
+}
+
+// -compare's summary puts each build's IBB row next to this tree's, with
+// the ratios of MB/s and of receiver CPU per MiB.
+func TestPrintCompare(t *testing.T) {
+	this := &row{method: "xfer ibb", settings: "defaults", results: []result{{bytes: 1 << 20, seconds: 1, recvCPU: 0.2}}}
+	other := &row{method: "xfer ibb [HEAD~1 abc1234]", settings: "defaults", twin: this, link: &wanLink{rtt: 20 * time.Millisecond},
+		results: []result{{bytes: 1 << 20, seconds: 0.5, recvCPU: 0.1}}}
+	var b strings.Builder
+	printCompare(&b, []*row{this, other})
+	out := b.String()
+	for _, want := range []string{"RTT 20ms, loss 0 %", "[HEAD~1 abc1234]", "2.00×", "0.200", "0.100", "0.50×"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	b.Reset()
+	printCompare(&b, []*row{this})
+	if b.Len() != 0 {
+		t.Errorf("a summary without -compare rows:\n%s", b.String())
+	}
+}
+
+// A -compare revision that git does not know fails before anything runs.
+func TestBuildVariantsUnknownRevision(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip(err)
+	}
+	vs := []variant{{rev: "no-such-revision-" + randomHex(4)}}
+	err := buildVariants(context.Background(), vs, t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "not a git revision") || vs[0].path != "" {
+		t.Errorf("buildVariants = %v, variant %+v", err, vs[0])
 	}
 }
