@@ -60,7 +60,7 @@ bench: deps build
 # The same ways on emulated WAN links (RTT 0/20/80 ms, loss 0/0.5 %): Prosody,
 # sender and receiver in network namespaces the bench creates and removes,
 # the links emulated in user space (tools/bench/internal/wanlink). Needs root;
-# skips otherwise. About 10 minutes.
+# skips otherwise. A few minutes.
 bench-wan: deps build
 	$(GO) run ./tools/bench -wan
 
