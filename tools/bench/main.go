@@ -255,9 +255,6 @@ const (
 	kindRelay // raw SOCKS5 relay through the proxy between two children
 )
 
-// The bench's own name for this tree's build in -compare's summary.
-const thisBuild = "this tree"
-
 // row is one line of the table: a way of moving a file.
 type row struct {
 	method   string
