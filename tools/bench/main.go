@@ -560,14 +560,15 @@ func tableRows(cfg config) []*row {
 }
 
 // filterRows keeps the rows whose name matches filter (all if nil), and
-// their baselines and -compare twins.
+// their baselines; a -compare row goes with its twin: it is kept when its
+// own name or its twin's matches, and keeps its twin.
 func filterRows(rows []*row, filter *regexp.Regexp) []*row {
 	if filter == nil {
 		return rows
 	}
 	keep := map[*row]bool{}
 	for _, r := range rows {
-		if !filter.MatchString(r.name()) {
+		if !filter.MatchString(r.name()) && (r.twin == nil || !filter.MatchString(r.twin.name())) {
 			continue
 		}
 		for _, t := range []*row{r, r.twin} {

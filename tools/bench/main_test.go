@@ -99,6 +99,16 @@ func TestWANRows(t *testing.T) {
 	if s := wanSize(wayIBB, wanLink{rtt: 80 * time.Millisecond}, 5); s > 2<<20 {
 		t.Errorf("IBB at 80 ms: %d bytes", s)
 	}
+	// -rows selects by this tree's row names; -compare's rows go with them.
+	cfg.filter = regexp.MustCompile(`ibb, defaults$`)
+	var names []string
+	for _, r := range wanRows(cfg, testserver.Options{})[:6] {
+		names = append(names, r.name())
+	}
+	if want := []string{"xfer ibb, defaults", "xfer jingle-ibb, defaults", "xfer ibb [x], defaults", "xfer jingle-ibb [x], defaults",
+		"xfer ibb, defaults", "xfer jingle-ibb, defaults"}; !slices.Equal(names, want) {
+		t.Errorf("-rows: %q, want %q", names, want)
+	}
 	for _, bad := range [][2]string{{"x", "0"}, {"0", "-1"}, {"3s", "0"}, {"0", "60"}} {
 		if _, err := parseWAN(bad[0], bad[1], "0", 5); err == nil {
 			t.Errorf("parseWAN(%q, %q) accepted", bad[0], bad[1])

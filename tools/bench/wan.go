@@ -316,7 +316,7 @@ func printCompare(w io.Writer, rows []*row) {
 	}
 	if header {
 		tw.Flush()
-		fmt.Fprintln(w, "build / this: above 1× the other build moves more MB/s; below 1× its receiver spends less CPU per MiB. One run's ratios swing on a shared machine: -runs 3 or more (interleaved, every other run backwards) for medians.")
+		fmt.Fprintln(w, "build / this: above 1× the other build moves more MB/s; below 1× its receiver spends less CPU per MiB (its whole process, login included: cleanest on large files). One run's ratios swing on a shared machine (the same code against itself: 0.66–1.25×): -runs 5 (interleaved, every other run backwards) for medians.")
 	}
 }
 
