@@ -85,7 +85,9 @@ type Options struct {
 	Netns string
 	// Host is the IPv4 address the server listens on and advertises
 	// (c2s, proxy65's streamhost, the upload service's URLs); with Netns,
-	// an address of that namespace. Default 127.0.0.1. Prosody only.
+	// an address of that namespace. Default 127.0.0.1. Prosody only. The
+	// ports are found free on this process's 127.0.0.1, as always: a
+	// namespace made for the server has every port free.
 	Host string
 }
 
