@@ -9,7 +9,7 @@ LDFLAGS := -X main.version=$(VERSION)
 DEB_PKGS := prosody python3-slixmpp ejabberd
 DEB_PKGS += libervia-backend libervia-cli
 
-.PHONY: all build deps check test test-short bench fuzz demo vet clean man interop soak
+.PHONY: all build deps check test test-short bench bench-wan fuzz demo vet clean man interop soak
 
 all: build
 
@@ -56,6 +56,13 @@ test-short:
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/ibb
 	$(GO) run ./tools/bench
+
+# The same ways on emulated WAN links (RTT 0/20/80 ms, loss 0/0.5 %): Prosody,
+# sender and receiver in network namespaces the bench creates and removes,
+# the links emulated in user space (tools/bench/internal/wanlink). Needs root;
+# skips otherwise. A few minutes.
+bench-wan: deps build
+	$(GO) run ./tools/bench -wan
 
 fuzz:
 	@for pkg in $$($(GO) list ./internal/...); do \

@@ -188,7 +188,7 @@ func StartEjabberd(opts Options) (*Server, error) {
 	ej.dirs["config"] = dir
 	if !opts.Plaintext {
 		certs := filepath.Join(dir, "certs")
-		if err := writeCert(certs); err != nil {
+		if err := writeCert(certs, "127.0.0.1"); err != nil {
 			return nil, err
 		}
 		s.CAFile = filepath.Join(certs, "localhost.crt")

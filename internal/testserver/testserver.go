@@ -6,6 +6,10 @@
 // A test package starts one server in TestMain and shares it; Stop ends the
 // process it started, by its PID, and removes the directory.
 //
+// Options.Netns and Options.Host run Prosody in a network namespace on an
+// address of its own, for tools/bench -wan's emulated links; by default it
+// runs in this process's namespace on 127.0.0.1.
+//
 // StartEjabberd starts Debian's ejabberd instead, with the same Server
 // methods, for the interoperability matrix (see ejabberd.go).
 package testserver
@@ -74,6 +78,17 @@ type Options struct {
 	// TLS12 caps the server's TLS at 1.2, where Prosody 0.12 and ejabberd
 	// 23.01 offer the -PLUS mechanisms (tls-unique channel binding).
 	TLS12 bool
+
+	// Netns runs Prosody in this network namespace (a name under
+	// /run/netns, as "ip netns add" makes; ip netns exec starts it), for
+	// benchmarks on emulated links (tools/bench -wan). Prosody only.
+	Netns string
+	// Host is the IPv4 address the server listens on and advertises
+	// (c2s, proxy65's streamhost, the upload service's URLs); with Netns,
+	// an address of that namespace. Default 127.0.0.1. Prosody only. The
+	// ports are found free on this process's 127.0.0.1, as always: a
+	// namespace made for the server has every port free.
+	Host string
 }
 
 // UploadSizeLimit is the upload service's max-file-size with HTTPUpload.
@@ -82,8 +97,8 @@ const UploadSizeLimit = 4 << 20
 // Server is a running private Prosody.
 type Server struct {
 	Domain    string // "localhost"
-	Addr      string // c2s host:port on 127.0.0.1 (STARTTLS)
-	TLSAddr   string // c2s Direct TLS (XEP-0368) host:port on 127.0.0.1; "" when Plaintext
+	Addr      string // c2s host:port on 127.0.0.1 or Options.Host (STARTTLS)
+	TLSAddr   string // c2s Direct TLS (XEP-0368) host:port on 127.0.0.1 or Options.Host; "" when Plaintext
 	ProxyJID  string // "proxy.localhost", or "" with NoProxy
 	ProxyAddr string // the proxy's SOCKS5 host:port
 	DeadProxy string // "deadproxy.localhost" with DeadProxy
@@ -93,6 +108,7 @@ type Server struct {
 	Dir       string
 
 	ej      *ejabberd // nil for Prosody; see StartEjabberd
+	netns   string    // Options.Netns
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	logFile string
@@ -122,28 +138,28 @@ authentication = "internal_hashed"
 {{if .SCRAMSHA256}}password_hash = "SHA-256"
 {{end}}disable_sasl_mechanisms = { "DIGEST-MD5"{{if .NoPlain}}; "PLAIN"{{end}}{{if .OnlyPlain}}; "SCRAM-SHA-1"; "SCRAM-SHA-1-PLUS"; "SCRAM-SHA-256"; "SCRAM-SHA-256-PLUS"{{end}} }
 storage = "internal"
-interfaces = { "127.0.0.1" }
+interfaces = { "{{.Host}}" }
 c2s_ports = { {{.C2SPort}} }
 s2s_ports = { }
 component_ports = { }
 http_ports = { {{if .HTTPUpload}}{{.HTTPPort}}{{end}} }
-{{if .HTTPUpload}}http_interfaces = { "127.0.0.1" }
+{{if .HTTPUpload}}http_interfaces = { "{{.Host}}" }
 http_default_host = "upload.localhost"
-http_external_url = "http://127.0.0.1:{{.HTTPPort}}/"
+http_external_url = "http://{{.Host}}:{{.HTTPPort}}/"
 {{end}}https_ports = { }
 c2s_direct_tls_ports = { {{if not .Plaintext}}{{.TLSPort}}{{end}} }
 c2s_require_encryption = {{if .Plaintext}}false{{else}}true{{end}}
 allow_unencrypted_plain_auth = {{if .Plaintext}}true{{else}}false{{end}}
 -- Prosody 0.12 reads proxy65 ports only here, in the global section.
 proxy65_ports = { {{.ProxyPort}} }
-proxy65_interfaces = { "127.0.0.1" }
+proxy65_interfaces = { "{{.Host}}" }
 {{if not .Plaintext}}ssl = { certificate = "{{.Dir}}/certs/localhost.crt"; key = "{{.Dir}}/certs/localhost.key"{{if .TLS12}}; protocol = "tlsv1_2"{{end}} }
 c2s_direct_tls_ssl = { certificate = "{{.Dir}}/certs/localhost.crt"; key = "{{.Dir}}/certs/localhost.key"{{if .TLS12}}; protocol = "tlsv1_2"{{end}} }
 {{end}}
 VirtualHost "localhost"
 {{if not .NoProxy}}
 Component "proxy.localhost" "proxy65"
-	proxy65_address = "127.0.0.1"
+	proxy65_address = "{{.Host}}"
 {{end}}{{if .DeadProxy}}
 Component "deadproxy.localhost" "proxy65"
 	-- loopback, but nothing listens there: the dead-proxy case.
@@ -162,7 +178,15 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Domain: "localhost", Dir: dir, exited: make(chan struct{}), logFile: filepath.Join(dir, "prosody.log")}
+	host := "127.0.0.1"
+	if opts.Host != "" {
+		ip := net.ParseIP(opts.Host)
+		if ip == nil || ip.To4() == nil {
+			return nil, fmt.Errorf("testserver: Host %q is not an IPv4 address", opts.Host)
+		}
+		host = ip.String()
+	}
+	s := &Server{Domain: "localhost", Dir: dir, netns: opts.Netns, exited: make(chan struct{}), logFile: filepath.Join(dir, "prosody.log")}
 	ok := false
 	defer func() {
 		if !ok {
@@ -175,7 +199,7 @@ func Start(opts Options) (*Server, error) {
 		}
 	}
 	if !opts.Plaintext {
-		if err := writeCert(filepath.Join(dir, "certs")); err != nil {
+		if err := writeCert(filepath.Join(dir, "certs"), host); err != nil {
 			return nil, err
 		}
 		s.CAFile = filepath.Join(dir, "certs", "localhost.crt")
@@ -192,13 +216,13 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(c2s))
+	s.Addr = net.JoinHostPort(host, strconv.Itoa(c2s))
 	if !opts.Plaintext {
-		s.TLSAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort))
+		s.TLSAddr = net.JoinHostPort(host, strconv.Itoa(tlsPort))
 	}
 	if !opts.NoProxy {
 		s.ProxyJID = "proxy.localhost"
-		s.ProxyAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(proxy))
+		s.ProxyAddr = net.JoinHostPort(host, strconv.Itoa(proxy))
 	}
 	if opts.DeadProxy {
 		s.DeadProxy = "deadproxy.localhost"
@@ -209,7 +233,7 @@ func Start(opts Options) (*Server, error) {
 			return nil, err
 		}
 		s.UploadJID = "upload.localhost"
-		s.HTTPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))
+		s.HTTPAddr = net.JoinHostPort(host, strconv.Itoa(httpPort))
 	}
 	var cfg bytes.Buffer
 	err = template.Must(template.New("cfg").Parse(configTemplate)).Execute(&cfg, map[string]any{
@@ -217,7 +241,7 @@ func Start(opts Options) (*Server, error) {
 		"Plaintext": opts.Plaintext, "DeadProxy": opts.DeadProxy, "NoProxy": opts.NoProxy, "NoNagle": opts.NoNagle,
 		"HTTPUpload": opts.HTTPUpload, "HTTPPort": httpPort, "UploadSizeLimit": UploadSizeLimit,
 		"TLSPort": tlsPort, "SCRAMSHA256": opts.SCRAMSHA256, "NoPlain": !opts.Plain && !opts.OnlyPlain && !opts.Plaintext, "OnlyPlain": opts.OnlyPlain,
-		"TLS12": opts.TLS12,
+		"TLS12": opts.TLS12, "Host": host,
 	})
 	if err != nil {
 		return nil, err
@@ -251,6 +275,10 @@ func (s *Server) name() string {
 
 func (s *Server) startProcess() error {
 	cmd := exec.Command("prosody", "--config", s.ConfigFile())
+	if s.netns != "" {
+		// ip execs prosody in the namespace: the PID is Prosody's.
+		cmd = exec.Command("ip", "netns", "exec", s.netns, "prosody", "--config", s.ConfigFile())
+	}
 	if s.ej != nil {
 		cmd = s.ej.command()
 	}
@@ -284,7 +312,7 @@ func (s *Server) startProcess() error {
 	deadline := time.Now().Add(20 * time.Second)
 	for _, a := range addrs {
 		for {
-			c, err := net.DialTimeout("tcp", a, 200*time.Millisecond)
+			c, err := dialIn(s.netns, a, 200*time.Millisecond)
 			if err == nil {
 				c.Close()
 				break
@@ -432,9 +460,19 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// certIPs are the certificate's IP addresses: 127.0.0.1 and host.
+func certIPs(host string) []net.IP {
+	ips := []net.IP{net.ParseIP("127.0.0.1")}
+	if ip := net.ParseIP(host); ip != nil && !ip.Equal(ips[0]) {
+		ips = append(ips, ip)
+	}
+	return ips
+}
+
 // writeCert makes a self-signed certificate for localhost and its
-// subdomains, the one the clients trust with --tls-ca.
-func writeCert(dir string) error {
+// subdomains (and the IP address host), the one the clients trust with
+// --tls-ca.
+func writeCert(dir, host string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -444,7 +482,7 @@ func writeCert(dir string) error {
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: "localhost", Organization: []string{"xfer test server"}},
 		DNSNames:              []string{"localhost", "*.localhost"},
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		IPAddresses:           certIPs(host),
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(7 * 24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,

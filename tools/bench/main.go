@@ -55,6 +55,23 @@
 // (Options.Plaintext, xfer --no-tls), one row each, and S5B direct (SI and
 // Jingle) against the one with TCP_NODELAY: they show where the time goes.
 //
+// -compare REV builds cmd/xfer at git revision REV (git archive into the
+// bench's temporary directory, go build; nothing is added to the
+// repository) and measures the IBB rows (SI and Jingle), and the S5B rows,
+// with both builds in the same run, each right after this tree's; the
+// summary gives both builds' MB/s and receiver CPU seconds per MiB and
+// their ratios. -compare NAME=PATH does the same with a binary at hand.
+//
+// -wan (`make bench-wan`, as root) measures on emulated wide-area links
+// instead (wan.go): Prosody (testserver.Options.Netns and Host), the sender
+// and the receiver each in a network namespace of its own, the links
+// emulated in user space by tools/bench/internal/wanlink (this kernel has
+// no netem), for every -wan-rtt and -wan-loss: raw TCP sender to receiver
+// and a raw SOCKS5 relay through proxy65 next to xfer's S5B direct and
+// through the proxy, SI and Jingle IBB (with their window bound), and
+// HTTP upload, files sized to take about -wan-seconds each. Everything it
+// creates is removed at the end, on an error or Ctrl-C too.
+//
 // Machines are shared and noisy: compare the ratios of one run, never the
 // absolute numbers of two. Peak RSS comes from wait4's ru_maxrss (KiB on
 // Linux) for our children and from VmHWM in /proc for Prosody (its
@@ -94,6 +111,7 @@ import (
 	"xfer/internal/session"
 	"xfer/internal/testserver"
 	"xfer/internal/units"
+	"xfer/tools/bench/internal/wanlink"
 )
 
 // roleEnv selects a child role when this program re-executes itself.
@@ -107,6 +125,7 @@ const (
 	dstEnv   = "XFER_BENCH_DST"   // relay-recv: the SOCKS5 destination (s5b.DstAddr)
 	proxyEnv = "XFER_BENCH_PROXY" // relay-send: the proxy's JID
 	caEnv    = "XFER_BENCH_CA"    // relay-send: the server's certificate
+	hostEnv  = "XFER_BENCH_HOST"  // tcp-recv: the address to listen on (default 127.0.0.1)
 )
 
 func main() {
@@ -133,18 +152,30 @@ func main() {
 	only := flag.String("rows", "", "only the rows whose \"method, settings\" matches this regular expression (and their baselines)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "limit for one transfer")
 	var compare []variant
-	flag.Func("compare", "`NAME=PATH`: also measure the S5B rows with this other xfer binary, e.g. a build with a change to try (repeatable)", func(v string) error {
+	flag.Func("compare", "`REV or NAME=PATH`: also measure the IBB and S5B rows (with -wan: the IBB rows on every link) with another xfer: built from git revision REV, or the binary at PATH; prints both builds' MB/s and receiver CPU per MiB side by side (repeatable)", func(v string) error {
 		name, path, ok := strings.Cut(v, "=")
-		if !ok || name == "" || path == "" {
+		if !ok {
+			if v == "" || strings.HasPrefix(v, "-") {
+				return errors.New("want a git revision or NAME=PATH")
+			}
+			compare = append(compare, variant{rev: v})
+			return nil
+		}
+		if name == "" || path == "" {
 			return errors.New("want NAME=PATH")
 		}
 		abs, err := filepath.Abs(path)
 		if err != nil {
 			return err
 		}
-		compare = append(compare, variant{name, abs})
+		compare = append(compare, variant{name: name, path: abs})
 		return nil
 	})
+	wan := flag.Bool("wan", false, "measure on emulated WAN links instead of loopback: Prosody, sender and receiver in network namespaces of their own, each client's link with every -wan-rtt and -wan-loss (needs root)")
+	wanRTT := flag.String("wan-rtt", "0,20ms,80ms", "-wan: the round trips of each client's link to the server, comma-separated (sender to receiver directly crosses both links: twice as long)")
+	wanLoss := flag.String("wan-loss", "0,0.5", "-wan: the packet loss of each link crossed, in percent, comma-separated")
+	wanRate := flag.String("wan-rate", "0", "-wan: limit each link to this many bytes per second per direction (e.g. 10MB; 0: no limit)")
+	wanSecs := flag.Float64("wan-seconds", 5, "-wan: aim for this many seconds per transfer: each row's file is sized from the link's expected throughput")
 	flag.Parse()
 	sizes := map[string]int64{}
 	for name, v := range map[string]string{"size": *sizeFlag, "ibb-size": *ibbSizeFlag, "rss-size": *rssSizeFlag} {
@@ -167,11 +198,29 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, config{
+	cfg := config{
 		size: sizes["size"], ibbSize: sizes["ibb-size"], rssSize: sizes["rss-size"], rssCheck: *rssCheck,
 		runs: *runs, xfer: *xferBin, quick: *quick, filter: filter, timeout: *timeout, compare: compare,
-	})
+	}
+	if *wan {
+		w, err := parseWAN(*wanRTT, *wanLoss, *wanRate, *wanSecs)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(2)
+		}
+		cfg.wan = w
+		if err := wanlink.Available(); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -wan skipped: it needs root (network namespaces, TUN devices): %v\n", err)
+			return
+		}
+		timeoutSet := false
+		flag.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
+		if !timeoutSet {
+			cfg.timeout = 3 * time.Minute // the rows aim for seconds: a stall fails soon
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, cfg)
 	interrupted := ctx.Err() != nil // before stop, which cancels ctx
 	stop()
 	if err != nil {
@@ -192,10 +241,12 @@ type config struct {
 	filter                 *regexp.Regexp
 	timeout                time.Duration
 	compare                []variant
+	wan                    *wanConfig // -wan; nil: loopback
 }
 
-// variant is another xfer binary to measure (-compare).
-type variant struct{ name, path string }
+// variant is another xfer binary to measure (-compare): the binary at path,
+// or one built from the git revision rev (name and path set once built).
+type variant struct{ name, path, rev string }
 
 // Kinds of rows.
 const (
@@ -217,6 +268,9 @@ type row struct {
 	args     []string           // `xfer send` flags
 	bin      string             // -compare: this xfer binary instead of -xfer
 	want     want               // xfer rows: what both done events must say
+	twin     *row               // -compare: the same row with this tree's build
+	link     *wanLink           // -wan: the links the row runs over; nil: loopback
+	bound    float64            // -wan IBB rows: window × block / round trip, bytes/s
 	results  []result
 }
 
@@ -247,6 +301,9 @@ type result struct {
 	firstByte float64 // the send process's start to its first byte (login, hashes, finding bob, offer, accept, bytestream)
 	offered   float64 // the send process's start to its "offer" event (login, hashes, finding bob; Jingle: also its candidates)
 	accepted  float64 // the send process's start to its "accepted" event
+	// -wan: packets the emulator forwarded and dropped during the row.
+	emuSent, emuLost uint64
+	emuCPU           float64 // this process's CPU seconds: the emulator's, mostly
 }
 
 // phases prints where an xfer row's time to the first byte went.
@@ -290,8 +347,23 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	if err := buildVariants(ctx, cfg.compare, dir); err != nil {
+		return err
+	}
 
-	rows := tableRows(cfg)
+	var (
+		rows []*row
+		wn   *wanNet
+	)
+	if cfg.wan != nil {
+		if wn, err = startWAN(); err != nil {
+			return err
+		}
+		defer wn.close()
+		rows = wanRows(cfg, wn.server())
+	} else {
+		rows = tableRows(cfg)
+	}
 	files := map[int64]payload{}
 	for _, r := range rows {
 		if _, ok := files[r.size]; ok {
@@ -343,21 +415,37 @@ func run(ctx context.Context, cfg config) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "bench: run %d/%d: %s (%s)\n", i+1, cfg.runs, r.name(), human(r.size))
+			where := ""
+			var h hosts
+			if r.link != nil {
+				where = ", " + r.link.String()
+				h = wn.use(*r.link)
+			}
+			fmt.Fprintf(os.Stderr, "bench: run %d/%d: %s (%s%s)\n", i+1, cfg.runs, r.name(), human(r.size), where)
 			tctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 			var res result
 			f := files[r.size]
+			var sent0, lost0 uint64
+			cpu0 := selfCPU()
+			if wn != nil {
+				sent0, lost0 = wn.stats()
+			}
 			switch r.kind {
 			case kindTCP:
-				res, err = rawTCP(tctx, self, dir, f, r.size, r.hash)
+				res, err = rawTCP(tctx, h, self, dir, f, r.size, r.hash)
 			case kindRelay:
-				res, err = rawRelay(tctx, self, servers[r.server], dir, f, r.size, r.hash)
+				res, err = rawRelay(tctx, h, self, servers[r.server], dir, f, r.size, r.hash)
 			default:
 				bin := xfer
 				if r.bin != "" {
 					bin = r.bin
 				}
-				res, err = viaXfer(tctx, bin, servers[r.server], dir, f, r.size, r.args, r.want)
+				res, err = viaXfer(tctx, h, bin, servers[r.server], dir, f, r.size, r.args, r.want)
+			}
+			if wn != nil {
+				sent1, lost1 := wn.stats()
+				res.emuSent, res.emuLost = sent1-sent0, lost1-lost0
+				res.emuCPU = selfCPU() - cpu0
 			}
 			cancel()
 			if err != nil {
@@ -377,8 +465,27 @@ func run(ctx context.Context, cfg config) error {
 			r.results = append(r.results, res)
 		}
 	}
-	printTable(os.Stdout, cfg, rows)
+	if cfg.wan != nil {
+		printWAN(os.Stdout, cfg, rows)
+	} else {
+		printTable(os.Stdout, cfg, rows)
+	}
+	printCompare(os.Stdout, rows)
 	return nil
+}
+
+// ibbPair returns SI and Jingle IBB rows like si and jingle but with the
+// -compare build v, each the twin of its counterpart; the Jingle row is
+// compared with v's SI row ("speed vs"), the SI row with si's base.
+func ibbPair(v variant, si, jingle *row) []*row {
+	vsi, vj := *si, *jingle
+	vsi.method += " [" + v.name + "]"
+	vj.method += " [" + v.name + "]"
+	vsi.bin, vj.bin = v.path, v.path
+	vsi.twin, vj.twin = si, jingle
+	vj.base = &vsi
+	vsi.results, vj.results = nil, nil
+	return []*row{&vsi, &vj}
 }
 
 // tableRows lists the rows to measure, in the order of the table.
@@ -411,8 +518,14 @@ func tableRows(cfg config) []*row {
 	rows := []*row{raw, first, while, relayFirst, relayWhile}
 	rows = append(rows, s5bPair("", "", "direct (defaults)", cfg.size, false)...)
 	rows = append(rows, s5bPair("", "", "proxy65 (--no-direct)", cfg.size, false, "--no-direct")...)
-	rows = append(rows, ibbSI, &row{method: "xfer jingle-ibb", settings: "defaults", base: ibbSI, size: cfg.ibbSize,
-		args: []string{"--method", "jingle-ibb"}, want: want{"jingle-ibb", ""}})
+	jingleIBB := &row{method: "xfer jingle-ibb", settings: "defaults", base: ibbSI, size: cfg.ibbSize,
+		args: []string{"--method", "jingle-ibb"}, want: want{"jingle-ibb", ""}}
+	rows = append(rows, ibbSI, jingleIBB)
+	// -compare's IBB rows right after this tree's, so that both see the
+	// same load.
+	for _, v := range cfg.compare {
+		rows = append(rows, ibbPair(v, ibbSI, jingleIBB)...)
+	}
 	while.base, relayWhile.base = first, relayFirst
 	for _, v := range cfg.compare {
 		rows = append(rows, s5bPair(" ["+v.name+"]", v.path, "direct (defaults)", cfg.size, false)...)
@@ -443,13 +556,23 @@ func tableRows(cfg config) []*row {
 		}
 		rows = append(rows, nd...)
 	}
-	if cfg.filter == nil {
+	return filterRows(rows, cfg.filter)
+}
+
+// filterRows keeps the rows whose name matches filter (all if nil), and
+// their baselines; a -compare row goes with its twin: it is kept when its
+// own name or its twin's matches, and keeps its twin.
+func filterRows(rows []*row, filter *regexp.Regexp) []*row {
+	if filter == nil {
 		return rows
 	}
 	keep := map[*row]bool{}
 	for _, r := range rows {
-		if cfg.filter.MatchString(r.name()) {
-			for b := r; b != nil; b = b.base {
+		if !filter.MatchString(r.name()) && (r.twin == nil || !filter.MatchString(r.twin.name())) {
+			continue
+		}
+		for _, t := range []*row{r, r.twin} {
+			for b := t; b != nil; b = b.base {
 				keep[b] = true
 			}
 		}
@@ -488,11 +611,11 @@ type childReport struct {
 
 // rawTCP copies f over a loopback TCP connection between two child
 // processes of this program and checks what arrived.
-func rawTCP(ctx context.Context, self, dir string, f payload, size int64, hashMode string) (result, error) {
+func rawTCP(ctx context.Context, h hosts, self, dir string, f payload, size int64, hashMode string) (result, error) {
 	out := filepath.Join(dir, "raw-received.bin")
 	defer os.Remove(out)
-	recv := exec.CommandContext(ctx, self)
-	recv.Env = append(os.Environ(), roleEnv+"=tcp-recv", fileEnv+"="+out, hashEnv+"="+hashMode)
+	recv := h.command(ctx, true, self)
+	recv.Env = append(os.Environ(), roleEnv+"=tcp-recv", fileEnv+"="+out, hashEnv+"="+hashMode, hostEnv+"="+h.recvHost())
 	recv.Stderr = os.Stderr
 	stdout, err := recv.StdoutPipe()
 	if err != nil {
@@ -509,7 +632,7 @@ func rawTCP(ctx context.Context, self, dir string, f payload, size int64, hashMo
 	}
 	addr := strings.TrimSpace(lines.Text())
 
-	send := exec.CommandContext(ctx, self)
+	send := h.command(ctx, false, self)
 	send.Env = append(os.Environ(), roleEnv+"=tcp-send", fileEnv+"="+f.path, addrEnv+"="+addr, hashEnv+"="+hashMode)
 	send.Stderr = os.Stderr
 	var sendOut bytes.Buffer
@@ -533,7 +656,7 @@ func rawTCP(ctx context.Context, self, dir string, f payload, size int64, hashMo
 
 // rawRelay copies f through the server's proxy65 between two child
 // processes of this program and checks what arrived.
-func rawRelay(ctx context.Context, self string, s *server, dir string, f payload, size int64, hashMode string) (result, error) {
+func rawRelay(ctx context.Context, h hosts, self string, s *server, dir string, f payload, size int64, hashMode string) (result, error) {
 	if s.srv.ProxyAddr == "" {
 		return result{}, errors.New("the server has no proxy65")
 	}
@@ -543,7 +666,7 @@ func rawRelay(ctx context.Context, self string, s *server, dir string, f payload
 
 	// The requester logs in first: the destination address hashes its
 	// full JID, which the server binds.
-	send := exec.CommandContext(ctx, self)
+	send := h.command(ctx, false, self)
 	send.Env = append(os.Environ(), roleEnv+"=relay-send", fileEnv+"="+f.path, hashEnv+"="+hashMode,
 		addrEnv+"="+s.srv.ProxyAddr, proxyEnv+"="+s.srv.ProxyJID, caEnv+"="+s.srv.CAFile,
 		"XFER_JID=alice@localhost/bench-relay", "XFER_PASSWORD="+s.pw["alice"], "XFER_SERVER="+s.srv.Addr)
@@ -570,7 +693,7 @@ func rawRelay(ctx context.Context, self string, s *server, dir string, f payload
 
 	// The target connects first: proxy65 pairs the first connection for
 	// an address with the target, the second with the requester.
-	recv := exec.CommandContext(ctx, self)
+	recv := h.command(ctx, true, self)
 	recv.Env = append(os.Environ(), roleEnv+"=relay-recv", fileEnv+"="+out, hashEnv+"="+hashMode,
 		addrEnv+"="+s.srv.ProxyAddr, dstEnv+"="+dst)
 	recv.Stderr = os.Stderr
@@ -657,7 +780,11 @@ func child(role string) error {
 	file, hashMode := os.Getenv(fileEnv), os.Getenv(hashEnv)
 	switch role {
 	case "tcp-recv":
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		host := os.Getenv(hostEnv)
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			return err
 		}
@@ -902,7 +1029,7 @@ func checkSums(ev event, f payload, w want) error {
 
 // viaXfer sends f from alice to bob with bin/xfer send and the given flags,
 // and checks that both sides used what w says.
-func viaXfer(ctx context.Context, xfer string, s *server, dir string, f payload, size int64, extra []string, w want) (result, error) {
+func viaXfer(ctx context.Context, h hosts, xfer string, s *server, dir string, f payload, size int64, extra []string, w want) (result, error) {
 	inbox, err := os.MkdirTemp(dir, "inbox-")
 	if err != nil {
 		return result{}, err
@@ -918,8 +1045,12 @@ func viaXfer(ctx context.Context, xfer string, s *server, dir string, f payload,
 	if s.srv.CAFile == "" {
 		tls = []string{"--no-tls"}
 	}
-	recv := exec.CommandContext(ctx, xfer, append(append([]string{"receive"}, tls...), "--dir", inbox,
-		"--from", "alice@localhost", "--once", "--quiet", "--json")...)
+	recvArgs := append(append([]string{"receive"}, tls...), "--dir", inbox,
+		"--from", "alice@localhost", "--once", "--quiet", "--json")
+	if w.method == "upload" {
+		recvArgs = append(recvArgs, "--accept-links")
+	}
+	recv := h.command(ctx, true, xfer, recvArgs...)
 	recv.Env, recv.Stdout, recv.Stderr = env("bob"), &recvOut, &recvErr
 	if err := recv.Start(); err != nil {
 		return result{}, err
@@ -929,7 +1060,7 @@ func viaXfer(ctx context.Context, xfer string, s *server, dir string, f payload,
 	args := append(append([]string{"send"}, tls...), "--quiet", "--json", "--wait-online", "30s")
 	args = append(args, extra...)
 	args = append(args, f.path, "bob@localhost")
-	send := exec.CommandContext(ctx, xfer, args...)
+	send := h.command(ctx, false, xfer, args...)
 	send.Env, send.Stdout, send.Stderr = env("alice"), &sendOut, &sendErr
 	start := time.Now()
 	serr := send.Run()
@@ -960,7 +1091,13 @@ func viaXfer(ctx context.Context, xfer string, s *server, dir string, f payload,
 		return result{}, fmt.Errorf("xfer receive printed no done event:\n%s", recvOut.String())
 	}
 	defer os.Remove(got.Path)
-	for _, err := range []error{checkDone("send", sent, w), checkDone("receive", got, w), checkSums(got, f, w)} {
+	checks := []error{checkDone("send", sent, w), checkDone("receive", got, w), checkSums(got, f, w)}
+	if w.method == "upload" {
+		// The receiver fetched a link (XEP-0066), without a hash: the
+		// file on disk is checked below.
+		checks = []error{checkDone("send", sent, w), checkDone("receive", got, want{"oob", "link"})}
+	}
+	for _, err := range checks {
 		if err != nil {
 			return result{}, fmt.Errorf("%w\nsender:\n%s\nreceiver:\n%s", err, sendOut.String(), recvOut.String())
 		}
@@ -979,6 +1116,15 @@ func viaXfer(ctx context.Context, xfer string, s *server, dir string, f payload,
 	if p, ok := findEvent(sendOut.Bytes(), "progress"); ok && !p.Time.IsZero() {
 		res.firstByte = p.Time.Sub(start).Seconds()
 	}
+	if w.method == "upload" {
+		// From the offer (before the upload slot is asked for) to the
+		// receiver's file in place: upload, message, download.
+		o, ok := findEvent(sendOut.Bytes(), "offer")
+		if !ok || o.Time.IsZero() || got.Time.IsZero() {
+			return result{}, fmt.Errorf("upload: no offer or done time:\n%s\n%s", sendOut.String(), recvOut.String())
+		}
+		res.bytes, res.seconds = size, got.Time.Sub(o.Time).Seconds()
+	}
 	res.sendRSS, res.sendCPU = usage(send.ProcessState)
 	res.recvRSS, res.recvCPU = usage(recv.ProcessState)
 	if cpu1 := procCPU(s.pid); cpu0 >= 0 && cpu1 >= 0 {
@@ -996,6 +1142,15 @@ func findEvent(out []byte, typ string) (event, bool) {
 		}
 	}
 	return event{}, false
+}
+
+// selfCPU returns this process's user+system CPU seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // usage returns a finished child's peak RSS (KiB) and CPU seconds.
@@ -1252,6 +1407,8 @@ func (r *row) short() string {
 		return "raw TCP"
 	case r.kind == kindTCP:
 		return "raw TCP+MD5 (hash " + r.hash + ")"
+	case r.kind == kindRelay && r.hash == "":
+		return "raw relay"
 	case r.kind == kindRelay:
 		return "raw relay (hash " + r.hash + ")"
 	case !r.want.jingle():

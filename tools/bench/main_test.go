@@ -1,17 +1,22 @@
 package main
 
 import (
+	"context"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"xfer/internal/testserver"
 )
 
 // Every xfer row asks `xfer send` for the method its done events are
 // checked against, and every Jingle row is compared with the SI row of the
 // same file and way (direct or proxy).
 func TestRowsClaimTheirMethod(t *testing.T) {
-	cfg := config{size: 1 << 20, ibbSize: 1 << 16, rssSize: 1 << 21, rssCheck: true, compare: []variant{{"x", "/bin/x"}}}
+	cfg := config{size: 1 << 20, ibbSize: 1 << 16, rssSize: 1 << 21, rssCheck: true, compare: []variant{{name: "x", path: "/bin/x"}}}
 	rows := tableRows(cfg)
 	jingles := 0
 	for _, r := range rows {
@@ -34,13 +39,16 @@ func TestRowsClaimTheirMethod(t *testing.T) {
 		}
 		jingles++
 		b := r.base
+		if r.twin != nil && (r.twin.want != r.want || r.twin.size != r.size || r.twin.bin != "" || r.bin == "") {
+			t.Errorf("%s: -compare twin %v", r.name(), r.twin)
+		}
 		if b == nil || b.kind != kindXfer || b.want.jingle() || b.size != r.size || b.bin != r.bin ||
 			strings.TrimPrefix(r.want.method, "jingle-") != b.want.method || b.want.via != r.want.via || b.server != r.server {
 			t.Errorf("%s: compared with %v, not its SI counterpart", r.name(), b)
 		}
 	}
-	if jingles != 8 { // direct, proxy, ibb; the same two for -compare and -rss-check; direct with TCP_NODELAY
-		t.Errorf("%d Jingle rows, want 8", jingles)
+	if jingles != 9 { // direct, proxy, ibb; the same three for -compare; two for -rss-check; direct with TCP_NODELAY
+		t.Errorf("%d Jingle rows, want 9", jingles)
 	}
 	// -rows keeps a row's baselines down to the raw one.
 	cfg.filter = regexp.MustCompile(`^xfer jingle-s5b, proxy65 \(`)
@@ -51,6 +59,60 @@ func TestRowsClaimTheirMethod(t *testing.T) {
 	want := []string{"raw SOCKS5 relay, proxy65, hash first; receiver hashes + writes", "xfer s5b, proxy65 (--no-direct)", "xfer jingle-s5b, proxy65 (--no-direct)"}
 	if !slices.Equal(names, want) {
 		t.Errorf("-rows: %q, want %q", names, want)
+	}
+}
+
+// The -wan rows: every link setting has each way once, in bounded files,
+// IBB rows carry their window bound, and -compare adds both IBB rows per
+// link, twinned with this tree's.
+func TestWANRows(t *testing.T) {
+	w, err := parseWAN("0,20ms,80ms", "0,0.5", "0", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config{wan: w, compare: []variant{{name: "x", path: "/bin/x"}}}
+	rows := wanRows(cfg, testserver.Options{Netns: "ns", Host: "10.77.0.1"})
+	if len(rows) != 6*10 {
+		t.Fatalf("%d rows, want 6 link settings × 10", len(rows))
+	}
+	for _, r := range rows {
+		if r.link == nil || r.size < 256<<10 || r.size > 64<<20 {
+			t.Errorf("%s: link %v, size %d", r.name(), r.link, r.size)
+		}
+		if r.kind != kindTCP && (r.server.Netns != "ns" || r.server.Host != "10.77.0.1") {
+			t.Errorf("%s: server %+v", r.name(), r.server)
+		}
+		if want := strings.HasSuffix(r.want.method, "ibb") && r.link.rtt > 0; (r.bound > 0) != want {
+			t.Errorf("%s: bound %v at %v", r.name(), r.bound, r.link.rtt)
+		}
+		if r.base != nil && (r.base.link != r.link || r.base.size != r.size) {
+			t.Errorf("%s: compared with %s on %v", r.name(), r.base.name(), r.base.link)
+		}
+		if r.want.method == "upload" && r.size > testserver.UploadSizeLimit {
+			t.Errorf("%s: %d bytes, over the upload limit", r.name(), r.size)
+		}
+	}
+	// 80 ms, 0.5 %: small files, so that a row stays within seconds.
+	if s := wanSize(wayDirect, wanLink{rtt: 80 * time.Millisecond, loss: 0.005}, 5); s > 4<<20 {
+		t.Errorf("direct at 80 ms, 0.5 %%: %d bytes", s)
+	}
+	if s := wanSize(wayIBB, wanLink{rtt: 80 * time.Millisecond}, 5); s > 2<<20 {
+		t.Errorf("IBB at 80 ms: %d bytes", s)
+	}
+	// -rows selects by this tree's row names; -compare's rows go with them.
+	cfg.filter = regexp.MustCompile(`ibb, defaults$`)
+	var names []string
+	for _, r := range wanRows(cfg, testserver.Options{})[:6] {
+		names = append(names, r.name())
+	}
+	if want := []string{"xfer ibb, defaults", "xfer jingle-ibb, defaults", "xfer ibb [x], defaults", "xfer jingle-ibb [x], defaults",
+		"xfer ibb, defaults", "xfer jingle-ibb, defaults"}; !slices.Equal(names, want) {
+		t.Errorf("-rows: %q, want %q", names, want)
+	}
+	for _, bad := range [][2]string{{"x", "0"}, {"0", "-1"}, {"3s", "0"}, {"0", "60"}} {
+		if _, err := parseWAN(bad[0], bad[1], "0", 5); err == nil {
+			t.Errorf("parseWAN(%q, %q) accepted", bad[0], bad[1])
+		}
 	}
 }
 
@@ -90,5 +152,38 @@ func TestCheckDone(t *testing.T) {
 		if err := checkSums(c.ev, f, c.w); (err != nil) != c.fail {
 			t.Errorf("checkSums(%+v, %+v) = %v", c.ev, c.w, err)
 		}
+	}
+}
+
+// -compare's summary puts each build's IBB row next to this tree's, with
+// the ratios of MB/s and of receiver CPU per MiB.
+func TestPrintCompare(t *testing.T) {
+	this := &row{method: "xfer ibb", settings: "defaults", results: []result{{bytes: 1 << 20, seconds: 1, recvCPU: 0.2}}}
+	other := &row{method: "xfer ibb [HEAD~1 abc1234]", settings: "defaults", twin: this, link: &wanLink{rtt: 20 * time.Millisecond},
+		results: []result{{bytes: 1 << 20, seconds: 0.5, recvCPU: 0.1}}}
+	var b strings.Builder
+	printCompare(&b, []*row{this, other})
+	out := b.String()
+	for _, want := range []string{"RTT 20ms, loss 0 %", "[HEAD~1 abc1234]", "2.00×", "0.200", "0.100", "0.50×"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	b.Reset()
+	printCompare(&b, []*row{this})
+	if b.Len() != 0 {
+		t.Errorf("a summary without -compare rows:\n%s", b.String())
+	}
+}
+
+// A -compare revision that git does not know fails before anything runs.
+func TestBuildVariantsUnknownRevision(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip(err)
+	}
+	vs := []variant{{rev: "no-such-revision-" + randomHex(4)}}
+	err := buildVariants(context.Background(), vs, t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "not a git revision") || vs[0].path != "" {
+		t.Errorf("buildVariants = %v, variant %+v", err, vs[0])
 	}
 }
