@@ -92,6 +92,7 @@ the first online resource that accepts file transfers is chosen.`,
 				return err
 			}
 			defer s.Close()
+			out.event(transfer.Event{Type: "online", Direction: "send", Peer: s.JID(), Time: time.Now()})
 			full, err := o.recipient(ctx, s, to)
 			if err != nil {
 				return err

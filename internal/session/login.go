@@ -74,6 +74,7 @@ func login(ctx context.Context, cfg *Config, ep Endpoint, plaintextOK bool) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("%w %s: %v", ErrConnect, ep, err)
 	}
+	raw = quickAck(raw)
 	n := &negotiation{ctx: ctx, cfg: cfg, ep: ep, raw: raw, conn: raw, info: ConnInfo{Server: ep.String(), DirectTLS: ep.DirectTLS}}
 	defer func() {
 		if err != nil {
