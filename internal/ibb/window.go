@@ -20,8 +20,9 @@ import (
 // stays between DefaultWindow chunks (today's fixed window: never slower
 // than that) and MaxInFlight bytes.
 //
-// Shrinking: an acknowledgement slower than a quarter of AckTimeout halves a
-// cap on the window (at most once per round trip) that then grows back by
+// Shrinking: an acknowledgement slower than a quarter of AckTimeout, and
+// twice the quickest round trip (chunks queue somewhere), halves a cap on
+// the window (at most once per round trip) that then grows back by
 // one chunk per round trip whose acknowledgements were all quick, so that
 // a queue building up somewhere never lets chunks time out; this may go
 // below DefaultWindow. An error answer collapses the window to one chunk,
@@ -137,7 +138,7 @@ func (w *window) adapt(now time.Time, rtt time.Duration, s chunkSend) {
 	}
 	slot := &w.rates[w.round%rateRounds]
 	*slot = max(*slot, rate)
-	if w.slowAck > 0 && rtt > w.slowAck {
+	if w.slowAck > 0 && rtt > w.slowAck && rtt > 2*w.minRTT { // queueing, not distance
 		w.roundSlow = true
 		if w.round > w.lastCutRound {
 			w.lastCutRound = w.round
@@ -210,7 +211,7 @@ func (t *throttle) observe(now time.Time, rtt, minRTT time.Duration, s chunkSend
 	first := t.midBytes / t.mid.Sub(t.start).Seconds()
 	second := (t.bytes - t.midBytes) / max(now.Sub(t.mid), time.Millisecond).Seconds()
 	flat := first <= 2*second && second <= 2*first
-	if rate < t.Rate && flat && t.acks >= 4 {
+	if rate < t.Rate && flat && t.acks >= 3 {
 		t.reported = true
 		return rate
 	}
