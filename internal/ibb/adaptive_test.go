@@ -165,9 +165,10 @@ func TestRefusalShrinksWindowAndFails(t *testing.T) {
 }
 
 // A receiver of ours takes a sender's deepest window: with the reader not
-// reading, aheadLimit chunks arrive newest first; it holds them (a block
-// each, no more) and stores them in order once the reader reads, and the
-// chunk past the limit is refused.
+// reading, aheadLimit chunks arrive, each run of 32 newest first (the
+// session hands each to its own goroutine, so they may reach the stream in
+// any order); it holds them (a block each, no more) and stores them in
+// order once the reader reads, and a chunk past the limit is refused.
 func TestReceiverDeepWindow(t *testing.T) {
 	const bs = 4096
 	limit := aheadLimit(bs) // 512 chunks, 2 MiB
@@ -178,25 +179,34 @@ func TestReceiverDeepWindow(t *testing.T) {
 	block := func(seq int) string {
 		return base64.StdEncoding.EncodeToString(data[seq*bs : (seq+1)*bs])
 	}
-	for seq := limit - 1; seq >= 0; seq-- {
-		p.set(fmt.Sprintf("d%d", seq), bobJID, dataXML("deep", seq, block(seq)))
+	const run = 32
+	for first := 0; first < limit; first += run {
+		for seq := first + run - 1; seq >= first; seq-- {
+			p.set(fmt.Sprintf("d%d", seq), bobJID, dataXML("deep", seq, block(seq)))
+		}
 	}
-	// Wait (on the receiver's state, not a clock) until every chunk is in:
-	// the head one and the buffer's worth stored, the rest waiting.
-	ctx := testCtx(t, 10*time.Second)
+	// Wait (on the receiver's state) until every chunk is in:
+	// the buffer's worth stored, the next one waiting for room, the rest
+	// for their turn.
+	ctx := testCtx(t, 15*time.Second)
 	c.mu.Lock()
-	for len(c.waiting)+int(c.next) < limit-1 || c.buf.Len()+bs <= c.bufMax {
+	for len(c.waiting)+int(c.next) < limit-1 || !c.headBusy {
 		ch := c.changed
 		c.mu.Unlock()
 		select {
 		case <-ch:
+		case <-time.After(10 * time.Millisecond): // a chunk put to wait notifies nobody: poll
 		case <-ctx.Done():
-			t.Fatal("chunks did not all arrive")
+			c.mu.Lock()
+			t.Fatalf("chunks did not all arrive: next %d, %d waiting, head busy %v, %d buffered, busy %d, err %v", c.next, len(c.waiting), c.headBusy, c.buf.Len(), c.busy, c.rerr)
 		}
 		c.mu.Lock()
 	}
 	held, waiting := c.buf.Len(), len(c.waiting)
 	c.mu.Unlock()
+	if c.rerr != nil {
+		t.Fatal(c.rerr)
+	}
 	if held > c.bufMax || waiting > limit {
 		t.Fatalf("holding %d bytes and %d chunks waiting; limits %d, %d", held, waiting, c.bufMax, limit)
 	}
