@@ -74,10 +74,11 @@ type Options struct {
 	// TLS12 caps the server's TLS at 1.2, where Prosody 0.12 and ejabberd
 	// 23.01 offer the -PLUS mechanisms (tls-unique channel binding).
 	TLS12 bool
-	// C2SRate rate-limits what each client sends with Prosody's limits
-	// module, as some servers do (its default is 10 kB/s): a rate in its
-	// syntax, e.g. "20kb/s". Prosody only.
-	C2SRate string
+	// C2SRate, in bytes per second (whole kB/s), limits what each client
+	// sends, as stock servers do: with Prosody's limits module (10 kB/s
+	// where enabled with its defaults), with an ejabberd shaper (Debian's
+	// ejabberd shapes clients to 3000 B/s).
+	C2SRate int
 }
 
 // UploadSizeLimit is the upload service's max-file-size with HTTPUpload.
@@ -121,7 +122,7 @@ plugin_paths = {}
 log = { { levels = { min = "info" }, to = "file", filename = "{{.Dir}}/prosody.log" } }
 certificates = "{{.Dir}}/certs"
 modules_enabled = { "roster"; "saslauth"; {{if not .Plaintext}}"tls"; {{end}}"disco"; "ping"; "posix"{{if .C2SRate}}; "limits"{{end}} }
-{{if .C2SRate}}limits = { c2s = { rate = "{{.C2SRate}}"; burst = "1s" } }
+{{if .C2SRate}}limits = { c2s = { rate = "{{.C2SRateKB}}kb/s"; burst = "1s" } }
 {{end}}
 modules_disabled = { "s2s"{{if .Plaintext}}; "tls"{{end}} }
 authentication = "internal_hashed"
@@ -223,7 +224,7 @@ func Start(opts Options) (*Server, error) {
 		"Plaintext": opts.Plaintext, "DeadProxy": opts.DeadProxy, "NoProxy": opts.NoProxy, "NoNagle": opts.NoNagle,
 		"HTTPUpload": opts.HTTPUpload, "HTTPPort": httpPort, "UploadSizeLimit": UploadSizeLimit,
 		"TLSPort": tlsPort, "SCRAMSHA256": opts.SCRAMSHA256, "NoPlain": !opts.Plain && !opts.OnlyPlain && !opts.Plaintext, "OnlyPlain": opts.OnlyPlain,
-		"TLS12": opts.TLS12, "C2SRate": opts.C2SRate,
+		"TLS12": opts.TLS12, "C2SRate": opts.C2SRate, "C2SRateKB": opts.C2SRate / 1000,
 	})
 	if err != nil {
 		return nil, err

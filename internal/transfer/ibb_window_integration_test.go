@@ -57,13 +57,17 @@ func TestIntegrationIBBAdaptiveWindow(t *testing.T) {
 	}
 }
 
-// Through a Prosody whose limits module holds each client to 20 kB/s, an
-// in-band transfer still completes, and the sender says once that the
-// server limits the account, with about its rate.
+// Through a server that holds each client to 20 kB/s (Prosody's limits
+// module; an ejabberd shaper in the ejabberd run), an in-band transfer
+// still completes, and the sender says once that the server limits the
+// account, with about its rate.
 func TestIntegrationIBBThrottled(t *testing.T) {
 	requireServer(t)
-	prosodyOnly(t, "Prosody's limits module")
-	s, err := testserver.Start(testserver.Options{NoProxy: true, C2SRate: "20kb/s"})
+	start := testserver.Start
+	if serverKind == "ejabberd" {
+		start = testserver.StartEjabberd
+	}
+	s, err := start(testserver.Options{NoProxy: true, C2SRate: 20_000})
 	if err != nil {
 		t.Fatal(err)
 	}
