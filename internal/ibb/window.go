@@ -17,13 +17,14 @@ import (
 // window, so the estimate and the window double each round; where
 // something else limits it (a rate-limited server, a slow reader, a busy
 // link), the delivery rate stays flat and so does the window. Either way it
-// stays between DefaultWindow chunks (today's fixed window: never slower
-// than that) and MaxInFlight bytes.
+// stays between DefaultWindow chunks (what the window was before it
+// adapted, so never slower than that) and MaxInFlight bytes, but for the
+// cuts below.
 //
 // Shrinking: an acknowledgement slower than a quarter of AckTimeout, and
 // twice the quickest round trip (chunks queue somewhere), halves a cap on
-// the window (at most once per round trip) that then grows back by
-// one chunk per round trip whose acknowledgements were all quick, so that
+// the window (at most once per round trip) that then grows back by one
+// chunk per round trip whose acknowledgements were all quick, so that
 // a queue building up somewhere never lets chunks time out; this may go
 // below DefaultWindow. An error answer collapses the window to one chunk,
 // though the stream fails with it anyway, as it always did: a chunk is
