@@ -84,6 +84,10 @@ func (o *output) event(e transfer.Event) {
 		if !o.g.quiet {
 			fmt.Fprintf(o.g.stderr, "xfer: %s: %s\n", e.File, e.Error)
 		}
+	case "throttled":
+		if !o.g.quiet {
+			fmt.Fprintf(o.g.stderr, "%s %s: %s\n", o.g.colour.yellow("xfer: slow:"), e.File, e.Error)
+		}
 	case "offer":
 		if e.Direction == "send" && o.g.verbose && generation[e.Method] != "" {
 			// Which generation auto chose, for a user wondering why.

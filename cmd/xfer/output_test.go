@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -49,5 +52,67 @@ func TestJSONEvents(t *testing.T) {
 	}
 	if len(progress) != 1 || progress[0]["direction"] != "receive" {
 		t.Fatalf("progress events %v", progress)
+	}
+}
+
+// Every event type internal/transfer emits is in the README's JSON events
+// table.
+func TestEventsDocumented(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := string(readme)
+	if i := strings.Index(table, "### JSON output"); i >= 0 {
+		table = table[i:]
+	}
+	if i := strings.Index(table, "\n## "); i >= 0 {
+		table = table[:i]
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `(\\w+)` \\|").FindAllStringSubmatch(table, -1) {
+		documented[m[1]] = true
+	}
+	files, err := filepath.Glob("../../internal/transfer/*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	emitted := regexp.MustCompile(`\b\w+\.Type(?:, [\w.]+)* = "(\w+)"|\bEvent\{Type: +"(\w+)"`)
+	seen := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range emitted.FindAllStringSubmatch(string(src), -1) {
+			typ := m[1] + m[2]
+			seen++
+			if !documented[typ] {
+				t.Errorf("%s emits a %q event the README's events table does not list", filepath.Base(f), typ)
+			}
+		}
+	}
+	if seen == 0 || !documented["throttled"] {
+		t.Fatalf("found %d emitted events; documented %v", seen, documented)
+	}
+}
+
+// A throttled event is a warning line on stderr, not with --quiet.
+func TestThrottledLine(t *testing.T) {
+	for _, quiet := range []bool{false, true} {
+		var stderr bytes.Buffer
+		g := &globalOptions{quiet: quiet, stdout: io.Discard, stderr: &stderr}
+		out := newOutput(g, "send")
+		out.observer().Event(transfer.Event{Type: "throttled", Direction: "send", File: "x.bin", Method: "ibb", Rate: 20_000, Error: transfer.ThrottledMessage(20_000)})
+		want := "xfer: slow: x.bin: the server limits this account to ~20 kB/s; ask its admin for a proxy65 / upload\n"
+		if quiet {
+			want = ""
+		}
+		if stderr.String() != want {
+			t.Errorf("quiet %v: stderr %q, want %q", quiet, stderr.String(), want)
+		}
 	}
 }

@@ -163,7 +163,7 @@ the first online resource that accepts file transfers is chosen.`,
 	f.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail when no data moves for this long")
 	f.DurationVar(&o.waitOnline, "wait-online", 0, "wait this long for the contact to come online with file transfer support")
 	f.IntVar(&o.ibbBlockSize, "ibb-block-size", 0, "in-band block size in bytes, at most 65535 (default 4096, the XEP-0047 recommendation and the fastest through Prosody; lowered when the peer asks)")
-	f.IntVar(&o.ibbWindow, "ibb-window", 0, "in-band chunks in flight before waiting for acknowledgements (default 16)")
+	f.IntVar(&o.ibbWindow, "ibb-window", 0, "fixed in-band window: chunks in flight before waiting for acknowledgements (default: adaptive, from 16 chunks up to 1 MiB in flight)")
 	f.IntVar(&o.parallel, "parallel", 1, "send up to N files at once")
 	f.BoolVar(&o.noResume, "no-resume", false, "do not let the receiver resume a partial copy: send the whole file again")
 	f.BoolVar(&o.noDirect, "no-direct", false, "offer no direct connection to this machine: proxies only")

@@ -28,7 +28,7 @@ type Conn struct {
 	local      string
 	remote     string
 	sid        string
-	window     int
+	opts       Options // for the window's bounds once the block size is known
 	ackTimeout time.Duration
 
 	mu           sync.Mutex
@@ -49,10 +49,12 @@ type Conn struct {
 	busy       int             // data handlers between validation and reply
 
 	// Write half.
-	writeMu  sync.Mutex // one Write at a time keeps chunks in order
-	wseq     uint16
-	slots    chan struct{} // one token per unacknowledged chunk
-	inflight sync.WaitGroup
+	writeMu   sync.Mutex // one Write at a time keeps chunks in order
+	wseq      uint16
+	win       *window // how many chunks may be unacknowledged (window.go)
+	flight    int     // chunks sent and not yet answered
+	throttled func(bytesPerSecond float64)
+	inflight  sync.WaitGroup
 
 	rdl, wdl deadline
 	done     chan struct{} // closed by Close
@@ -65,7 +67,7 @@ func newConn(s Session, m *Manager, remote, sid string, blockSize int, opts Opti
 		local:      s.JID(),
 		remote:     remote,
 		sid:        sid,
-		window:     opts.Window,
+		opts:       opts,
 		ackTimeout: opts.AckTimeout,
 		changed:    make(chan struct{}),
 		blockSize:  blockSize,
@@ -75,10 +77,12 @@ func newConn(s Session, m *Manager, remote, sid string, blockSize int, opts Opti
 		next:    opts.firstSeq,
 		waiting: make(map[uint16]bool),
 		wseq:    opts.firstSeq,
-		slots:   make(chan struct{}, opts.Window),
-		rdl:     makeDeadline(),
-		wdl:     makeDeadline(),
-		done:    make(chan struct{}),
+		win: newWindow(opts.Window, opts.MaxInFlight, blockSize, opts.AckTimeout,
+			throttle{After: opts.ThrottleAfter, Rate: float64(opts.ThrottleRate)}),
+		throttled: opts.Throttled,
+		rdl:       makeDeadline(),
+		wdl:       makeDeadline(),
+		done:      make(chan struct{}),
 	}
 	if d := sessionDone(s); d != nil {
 		go func() {
@@ -102,6 +106,22 @@ func (c *Conn) BlockSize() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.blockSize
+}
+
+// OnThrottled sets the function called once if this stream's writes look
+// rate-limited by the server (Options.Throttled, for one stream). Set it
+// before writing.
+func (c *Conn) OnThrottled(f func(bytesPerSecond float64)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.throttled = f
+}
+
+// setBlockSizeLocked sets the block size agreed with the peer, and what
+// depends on it.
+func (c *Conn) setBlockSizeLocked(bs int) {
+	c.blockSize, c.bufMax = bs, 4*bs
+	c.win.configure(c.opts.Window, c.opts.MaxInFlight, bs)
 }
 
 // LocalAddr returns our full JID.
@@ -196,18 +216,27 @@ func (c *Conn) writeErrLocked() error {
 	return nil
 }
 
-// Write sends p in chunks of at most BlockSize bytes, blocking while Window
-// chunks are unacknowledged. It fails once any chunk was refused or not
-// acknowledged within AckTimeout; a chunk already handed to the network may
-// still fail afterwards, which the next Write or Close reports.
+// Write sends p in chunks of at most BlockSize bytes, blocking while the
+// window is full (see window.go). It fails once any chunk was refused or
+// not acknowledged within AckTimeout; a chunk already handed to the network
+// may still fail afterwards, which the next Write or Close reports.
 func (c *Conn) Write(p []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	n := 0
+	waited := false
 	for {
 		c.mu.Lock()
 		err := c.writeErrLocked()
 		ch, bs := c.changed, c.blockSize
+		room := c.flight < c.win.size()
+		var rec chunkSend
+		if err == nil && len(p) > 0 && room {
+			// Only Write adds to flight, so the room is ours.
+			c.flight++
+			k := min(bs, len(p))
+			rec = c.win.sent(time.Now(), waited, k*4/3+len(c.remote)+len(c.sid)+120)
+		}
 		c.mu.Unlock()
 		if err != nil {
 			return n, err
@@ -216,28 +245,25 @@ func (c *Conn) Write(p []byte) (int, error) {
 			return n, nil
 		}
 		dl := c.wdl.wait()
+		if !room {
+			waited = true
+			select {
+			case <-ch:
+				continue // an acknowledgement, or closed or failed meanwhile
+			case <-dl:
+				return n, &timeoutError{op: "write"}
+			}
+		}
 		if isClosed(dl) {
+			c.chunkDone(rec, nil, false)
 			return n, &timeoutError{op: "write"}
 		}
-		select {
-		case c.slots <- struct{}{}:
-		case <-ch:
-			continue // closed or failed meanwhile: report it
-		case <-dl:
-			return n, &timeoutError{op: "write"}
-		}
-		c.mu.Lock()
-		err = c.writeErrLocked()
-		c.mu.Unlock()
-		if err != nil {
-			<-c.slots
-			return n, err
-		}
+		waited = false
 		k := min(bs, len(p))
 		payload := marshalData(c.sid, c.wseq, p[:k])
 		sent := make(chan struct{})
 		c.inflight.Add(1)
-		go c.sendChunk(c.wseq, payload, sent)
+		go c.sendChunk(c.wseq, payload, sent, rec)
 		// Chunks must leave in seq order: strict receivers (QXmpp) close
 		// the stream on a gap. Wait until this one is on the wire before
 		// the next may go.
@@ -249,33 +275,49 @@ func (c *Conn) Write(p []byte) (int, error) {
 }
 
 // sendChunk sends one data IQ and waits for its acknowledgement, holding a
-// window slot meanwhile. There are never more of these than Window.
-func (c *Conn) sendChunk(seq uint16, payload []byte, sent chan struct{}) {
+// place in the window meanwhile.
+func (c *Conn) sendChunk(seq uint16, payload []byte, sent chan struct{}, rec chunkSend) {
 	defer c.inflight.Done()
-	defer func() { <-c.slots }()
 	ctx, cancel := context.WithTimeout(context.Background(), c.ackTimeout)
 	defer cancel()
 	sc := &sentContext{Context: ctx, sent: sent}
 	defer sc.signal()
 	_, err := c.s.SendIQ(sc, &session.IQ{Type: session.TypeSet, To: c.remote, Payload: payload})
-	if err == nil {
-		return
+	if err != nil {
+		var se *session.StanzaError
+		switch {
+		case errors.As(err, &se):
+			err = fmt.Errorf("%w: chunk %d: %w", ErrRejected, seq, err)
+		case errors.Is(err, context.DeadlineExceeded):
+			err = fmt.Errorf("%w: chunk %d not acknowledged within %v", ErrTimeout, seq, c.ackTimeout)
+		default:
+			err = fmt.Errorf("ibb: sending chunk %d: %w", seq, err)
+		}
 	}
-	var se *session.StanzaError
-	switch {
-	case errors.As(err, &se):
-		err = fmt.Errorf("%w: chunk %d: %w", ErrRejected, seq, err)
-	case errors.Is(err, context.DeadlineExceeded):
-		err = fmt.Errorf("%w: chunk %d not acknowledged within %v", ErrTimeout, seq, c.ackTimeout)
-	default:
-		err = fmt.Errorf("ibb: sending chunk %d: %w", seq, err)
-	}
+	c.chunkDone(rec, err, true)
+}
+
+// chunkDone gives back a chunk's place in the window: answered (or failed
+// with err) if sent, else never sent.
+func (c *Conn) chunkDone(rec chunkSend, err error, sent bool) {
 	c.mu.Lock()
-	if c.werr == nil {
-		c.werr = err
+	c.flight--
+	var rate float64
+	switch {
+	case err != nil:
+		c.win.failed()
+		if c.werr == nil {
+			c.werr = err
+		}
+	case sent:
+		rate = c.win.acked(time.Now(), rec)
 	}
+	f := c.throttled
 	c.notifyLocked()
 	c.mu.Unlock()
+	if rate > 0 && f != nil {
+		f(rate)
+	}
 }
 
 // sentContext tells when SendIQ has written the stanza. SendIQ returns only
@@ -399,7 +441,7 @@ func (c *Conn) handleData(ctx context.Context, d dataElem) error {
 	}
 	// uint16 arithmetic: a replayed seq is "65535 ahead", so it fails here.
 	ahead := d.Seq - c.next
-	if ahead >= maxAhead || c.waiting[d.Seq] || (ahead == 0 && c.headBusy) {
+	if int(ahead) >= aheadLimit(c.blockSize) || c.waiting[d.Seq] || (ahead == 0 && c.headBusy) {
 		c.failLocked(fmt.Errorf("%w: got %d, expected %d", ErrUnexpectedSeq, d.Seq, c.next))
 		return session.NewError(session.CondUnexpectedRequest, fmt.Sprintf("seq %d, expected %d", d.Seq, c.next))
 	}

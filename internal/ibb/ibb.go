@@ -10,9 +10,10 @@
 // A Conn is a net.Conn. The opening side calls Open (or Manager.Open); the
 // accepting side registers a Manager on its session once, names the stream it
 // expects with Expect before the peer may open it, then calls Accept. Memory
-// stays bounded on both sides: the sender keeps at most Window chunks
-// unacknowledged, and the receiver acknowledges a chunk only once it has
-// room for it, so a slow reader slows the sender down.
+// stays bounded on both sides: the sender keeps at most its window of chunks
+// unacknowledged (adaptive, up to MaxInFlight bytes, see window.go), and the
+// receiver acknowledges a chunk only once it has room for it, so a slow
+// reader slows the sender down.
 //
 // Only IQ mode is implemented; opens asking for message stanzas are refused,
 // since messages carry no acknowledgement and so no backpressure.
@@ -42,20 +43,37 @@ const (
 	// resource-constraint answer; below it IBB is too slow to be worth it.
 	minRetryBlockSize = 512
 
-	// DefaultWindow is how many chunks a sender keeps unacknowledged. Several
+	// DefaultWindow is how many chunks the adaptive window starts with and
+	// never goes below unless acknowledgements near AckTimeout. Several
 	// chunks in flight hide the per-stanza round trip (Prosody leaves Nagle
 	// on: stop-and-wait stalls about 44 ms per block).
 	DefaultWindow = 16
+
+	// DefaultMaxInFlight bounds the adaptive window: 1 MiB unacknowledged
+	// fills an 80 ms round trip at 13 MB/s, more than a server relays
+	// in-band.
+	DefaultMaxInFlight = 1 << 20
+
+	// DefaultThrottleAfter and DefaultThrottleRate: a stream whose wire rate
+	// stays flat under 50 kB/s for 10 s while chunks queue is taken to be
+	// rate-limited by the server (Options.Throttled).
+	DefaultThrottleAfter = 10 * time.Second
+	DefaultThrottleRate  = 50_000
 
 	// DefaultAckTimeout bounds the wait for each chunk's acknowledgement and
 	// for the answer to open and close.
 	DefaultAckTimeout = 30 * time.Second
 
-	// maxAhead bounds how far ahead of the next expected seq a chunk may be.
-	// Chunks arrive out of order only because the session dispatches every
-	// IQ on its own goroutine, so a few windows' worth is plenty; anything
-	// further is a protocol error, and the bound caps what waits in memory.
-	maxAhead = 64
+	// maxAheadBytes, minAhead and maxAhead bound how far ahead of the next
+	// expected seq a chunk may be (aheadLimit). Chunks arrive out of order
+	// only because the session dispatches every IQ on its own goroutine,
+	// and they pile up behind the next one while the reader is slow: so a
+	// receiver takes a whole window of a sender of ours (DefaultMaxInFlight,
+	// twice over); anything further is a protocol error, and the bound caps
+	// what waits in memory (a block and a goroutine per chunk).
+	maxAheadBytes = 2 * DefaultMaxInFlight
+	minAhead      = 64
+	maxAhead      = 1024
 
 	// reorderGrace is how long a chunk waits for a missing predecessor, and
 	// how long a close waits for data that arrived before it, before the
@@ -102,13 +120,31 @@ type Options struct {
 	// to (default and maximum MaxBlockSize); larger opens are answered
 	// resource-constraint.
 	MaxBlockSize int
-	// Window is how many chunks a writer keeps unacknowledged (default
-	// DefaultWindow, at most 64).
+	// Window, if set, fixes how many chunks a writer keeps unacknowledged
+	// (at most what a receiver of ours holds ahead: 64 to 1024 chunks,
+	// 2 MiB at 4096-byte blocks). Zero, the default, adapts the window to
+	// the path: from DefaultWindow chunks up to MaxInFlight bytes.
 	Window int
+	// MaxInFlight bounds the adaptive window in bytes (default
+	// DefaultMaxInFlight, 1 MiB; capped like Window). Ignored with Window.
+	MaxInFlight int
 	// AckTimeout bounds the wait for each chunk's acknowledgement, for the
 	// answer to close, and for a reader to make room for an incoming chunk
 	// (default DefaultAckTimeout).
 	AckTimeout time.Duration
+
+	// Throttled, if set, is called once per stream, on a goroutine of the
+	// stream's, when a writer's stream looks rate-limited by the server
+	// (see throttle in window.go): bytesPerSecond is the rate on the wire
+	// (stanzas, not payload), about the server's limit. Conn.OnThrottled
+	// sets it for one stream.
+	Throttled func(bytesPerSecond float64)
+	// ThrottleAfter is how long the rate must stay flat before Throttled
+	// is called (default DefaultThrottleAfter); ThrottleRate the wire rate
+	// in bytes per second under which it counts (default
+	// DefaultThrottleRate). Tests shorten them.
+	ThrottleAfter time.Duration
+	ThrottleRate  int
 
 	// firstSeq is where both directions' sequence numbers start; tests set
 	// it near 65535 to cross the wrap quickly. XEP-0047 says 0.
@@ -122,16 +158,30 @@ func (o Options) withDefaults() Options {
 	if o.MaxBlockSize <= 0 || o.MaxBlockSize > MaxBlockSize {
 		o.MaxBlockSize = MaxBlockSize
 	}
-	if o.Window <= 0 {
-		o.Window = DefaultWindow
+	if o.Window < 0 {
+		o.Window = 0
 	}
-	if o.Window > maxAhead {
-		o.Window = maxAhead // a larger window would trip our own receiver
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.ThrottleAfter <= 0 {
+		o.ThrottleAfter = DefaultThrottleAfter
+	}
+	if o.ThrottleRate <= 0 {
+		o.ThrottleRate = DefaultThrottleRate
 	}
 	if o.AckTimeout <= 0 {
 		o.AckTimeout = DefaultAckTimeout
 	}
 	return o
+}
+
+// aheadLimit is how many chunks past the next expected one a receiver of
+// ours holds, for a block size: maxAheadBytes' worth, within minAhead and
+// maxAhead chunks. Windows are capped at it, so that a sender of ours never
+// trips a receiver of ours.
+func aheadLimit(blockSize int) int {
+	return min(max(maxAheadBytes/max(blockSize, 1), minAhead), maxAhead)
 }
 
 // Addr is the address of one end of a bytestream: a full JID.

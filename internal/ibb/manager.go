@@ -169,7 +169,7 @@ func open(ctx context.Context, s Session, m *Manager, to, sid string, opts Optio
 		// The peer may send data right after its answer; it must find the
 		// block size it agreed to.
 		c.mu.Lock()
-		c.blockSize, c.bufMax = bs, 4*bs
+		c.setBlockSizeLocked(bs)
 		c.mu.Unlock()
 		_, err := s.SendIQ(ctx, &session.IQ{
 			Type:    session.TypeSet,

@@ -87,8 +87,10 @@ auth_password_format: scram
 {{end}}    # ejabberd's (and Debian's) default, as Prosody's 256 KiB.
     max_stanza_size: 262144
     # Debian's default shapes c2s to 3000 bytes/s ("normal"), which would
-    # make in-band transfers crawl; the tests measure xfer, not the shaper.
-    shaper: none
+    # make in-band transfers crawl; the tests measure xfer, not the shaper
+    # (unless C2SRate asks for one: the listener names a shaper rule,
+    # shaper_rules picks the shaper for the account once it logged in).
+    shaper: {{if .C2SRate}}c2s_shaper{{else}}none{{end}}
     access: c2s
     backlog: 128
 {{if .TLS12}}    protocol_options:
@@ -102,7 +104,7 @@ auth_password_format: scram
     module: ejabberd_c2s
     tls: true
     max_stanza_size: 262144
-    shaper: none
+    shaper: {{if .C2SRate}}c2s_shaper{{else}}none{{end}}
     access: c2s
 {{if .TLS12}}    protocol_options:
       - "no_sslv3"
@@ -117,9 +119,11 @@ access_rules:
     allow: local
   c2s:
     allow: all
-shaper_rules:
+{{if .C2SRate}}shaper:
+  limited: {{.C2SRate}}
+{{end}}shaper_rules:
   max_user_sessions: 100
-  c2s_shaper: none
+  c2s_shaper: {{if .C2SRate}}limited{{else}}none{{end}}
 modules:
   mod_admin_extra: {}
   mod_disco: {}
@@ -224,7 +228,7 @@ func StartEjabberd(opts Options) (*Server, error) {
 		"Dir": dir, "C2SPort": c2s, "ProxyPort": proxy, "DistPort": dist,
 		"Plaintext": opts.Plaintext, "NoProxy": opts.NoProxy, "TLSPort": tlsPort,
 		"SCRAMSHA256": opts.SCRAMSHA256, "NoPlain": !opts.Plain && !opts.Plaintext, "TLS12": opts.TLS12,
-		"Node": ej.node, "PID": os.Getpid(),
+		"Node": ej.node, "PID": os.Getpid(), "C2SRate": opts.C2SRate,
 	}
 	for name, text := range map[string]string{
 		"ejabberd.yml": ejabberdTemplate, "ejabberdctl.cfg": ejabberdctlTemplate, "vm.args": vmArgsTemplate,

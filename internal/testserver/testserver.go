@@ -89,6 +89,11 @@ type Options struct {
 	// ports are found free on this process's 127.0.0.1, as always: a
 	// namespace made for the server has every port free.
 	Host string
+	// C2SRate, in bytes per second (whole kB/s), limits what each client
+	// sends, as stock servers do: with Prosody's limits module (10 kB/s
+	// where enabled with its defaults), with an ejabberd shaper (Debian's
+	// ejabberd shapes clients to 3000 B/s).
+	C2SRate int
 }
 
 // UploadSizeLimit is the upload service's max-file-size with HTTPUpload.
@@ -132,7 +137,9 @@ plugin_paths = {}
 {{end}}
 log = { { levels = { min = "info" }, to = "file", filename = "{{.Dir}}/prosody.log" } }
 certificates = "{{.Dir}}/certs"
-modules_enabled = { "roster"; "saslauth"; {{if not .Plaintext}}"tls"; {{end}}"disco"; "ping"; "posix" }
+modules_enabled = { "roster"; "saslauth"; {{if not .Plaintext}}"tls"; {{end}}"disco"; "ping"; "posix"{{if .C2SRate}}; "limits"{{end}} }
+{{if .C2SRate}}limits = { c2s = { rate = "{{.C2SRateKB}}kb/s"; burst = "1s" } }
+{{end}}
 modules_disabled = { "s2s"{{if .Plaintext}}; "tls"{{end}} }
 authentication = "internal_hashed"
 {{if .SCRAMSHA256}}password_hash = "SHA-256"
@@ -241,7 +248,7 @@ func Start(opts Options) (*Server, error) {
 		"Plaintext": opts.Plaintext, "DeadProxy": opts.DeadProxy, "NoProxy": opts.NoProxy, "NoNagle": opts.NoNagle,
 		"HTTPUpload": opts.HTTPUpload, "HTTPPort": httpPort, "UploadSizeLimit": UploadSizeLimit,
 		"TLSPort": tlsPort, "SCRAMSHA256": opts.SCRAMSHA256, "NoPlain": !opts.Plain && !opts.OnlyPlain && !opts.Plaintext, "OnlyPlain": opts.OnlyPlain,
-		"TLS12": opts.TLS12, "Host": host,
+		"TLS12": opts.TLS12, "Host": host, "C2SRate": opts.C2SRate, "C2SRateKB": opts.C2SRate / 1000,
 	})
 	if err != nil {
 		return nil, err

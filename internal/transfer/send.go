@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -191,6 +192,15 @@ func (sd *Sender) deliver(ctx context.Context, st *bytestream.Stream, src *sourc
 		sd.Obs.emit(ev)
 		ev.Error = ""
 	}
+	if c, ok := st.Conn.(interface{ OnThrottled(func(float64)) }); ok {
+		tev := ev
+		tev.Type, tev.Method = "throttled", res.Method
+		c.OnThrottled(func(rate float64) {
+			e := tev
+			e.Rate, e.Error = rate, ThrottledMessage(rate)
+			sd.Obs.emit(e)
+		})
+	}
 	n, err := sd.copyOut(ctx, st, src, offset, length)
 	if err == nil {
 		err = st.Close()
@@ -239,6 +249,22 @@ func (sd *Sender) ibbOptions() ibb.Options {
 		o.AckTimeout = orDefault(sd.Opts.StallTimeout, 2*time.Minute)
 	}
 	return o
+}
+
+// ThrottledMessage is what a throttled event says, for a stream whose
+// acknowledgements show the server pacing the account at about rate bytes
+// per second (stanzas on the wire).
+func ThrottledMessage(rate float64) string {
+	return fmt.Sprintf("the server limits this account to ~%s kB/s; ask its admin for a proxy65 / upload", strconv.FormatFloat(rate/1000, 'f', kBDigits(rate), 64))
+}
+
+// kBDigits shows a rate under 10 kB/s with one decimal: ejabberd's 3 kB/s
+// shaper is ~3.0, not ~3.
+func kBDigits(rate float64) int {
+	if rate < 10_000 {
+		return 1
+	}
+	return 0
 }
 
 func isRefusal(err error) bool {

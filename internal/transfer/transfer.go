@@ -42,8 +42,11 @@ type Session interface {
 }
 
 // Event reports what happens, for the human summary and for --json. Type is
-// one of: offer, accepted, refused, fallback, progress, done, error,
-// superseded, and for a receiving Service online, disconnected and reconnected.
+// one of: offer, accepted, refused, fallback, throttled, superseded,
+// progress, done, error, and for a receiving Service online, disconnected
+// and reconnected. A throttled event (once per file sent in-band) says the
+// server rate-limits the account: Rate is about its limit, Error the
+// advice (ThrottledMessage).
 type Event struct {
 	Type      string    `json:"type"`
 	SID       string    `json:"sid,omitempty"`
