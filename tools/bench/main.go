@@ -301,6 +301,7 @@ type result struct {
 	firstByte float64 // the send process's start to its first byte (login, hashes, finding bob, offer, accept, bytestream)
 	offered   float64 // the send process's start to its "offer" event (login, hashes, finding bob; Jingle: also its candidates)
 	accepted  float64 // the send process's start to its "accepted" event
+	loginByte float64 // the sender's "online" event (logged in) to its first byte: disco, offer, accept, bytestream
 	// -wan: packets the emulator forwarded and dropped during the row.
 	emuSent, emuLost uint64
 	emuCPU           float64 // this process's CPU seconds: the emulator's, mostly
@@ -537,7 +538,7 @@ func tableRows(cfg config) []*row {
 	}
 	if !cfg.quick {
 		rows = append(rows,
-			ibb("--ibb-window 4", testserver.Options{}, "--ibb-window", "4"),
+			ibb("--ibb-window 16 (fixed, the old default)", testserver.Options{}, "--ibb-window", "16"),
 			ibb("--ibb-window 64", testserver.Options{}, "--ibb-window", "64"),
 			ibb("--ibb-block-size 8192", testserver.Options{}, "--ibb-block-size", "8192"),
 			ibb("--ibb-block-size 65535", testserver.Options{}, "--ibb-block-size", "65535"),
@@ -1115,6 +1116,9 @@ func viaXfer(ctx context.Context, h hosts, xfer string, s *server, dir string, f
 	}
 	if p, ok := findEvent(sendOut.Bytes(), "progress"); ok && !p.Time.IsZero() {
 		res.firstByte = p.Time.Sub(start).Seconds()
+		if o, ok := findEvent(sendOut.Bytes(), "online"); ok && !o.Time.IsZero() {
+			res.loginByte = p.Time.Sub(o.Time).Seconds()
+		}
 	}
 	if w.method == "upload" {
 		// From the offer (before the upload slot is asked for) to the
@@ -1300,6 +1304,15 @@ func medianOf(rs []result, f func(result) float64) float64 {
 
 func savedSecs(r result) float64 { return r.saved }
 func firstSecs(r result) float64 { return r.firstByte }
+func loginSecs(r result) float64 { return r.loginByte }
+
+// millis prints seconds as milliseconds, "-" for unknown.
+func millis(x float64) string {
+	if x <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", x*1000)
+}
 
 // ratioFmt prints a ratio with enough digits to read small ones.
 func ratioFmt(x float64) string {
@@ -1312,7 +1325,7 @@ func ratioFmt(x float64) string {
 func printTable(w io.Writer, cfg config, rows []*row) {
 	fmt.Fprintf(w, "\nxfer bench: %d run(s), median shown; %s\n", cfg.runs, machine())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "method\tsettings\tfile\tseconds\tMB/s\tspeed vs\tsaved s\tsaved vs\tto 1st byte s\tsend wall s\tsender CPU s\treceiver CPU s\tProsody CPU s\tsender peak RSS\treceiver peak RSS\tProsody peak RSS")
+	fmt.Fprintln(tw, "method\tsettings\tfile\tseconds\tMB/s\tspeed vs\tsaved s\tsaved vs\tto 1st byte s\tlogin to 1st byte ms\tsend wall s\tsender CPU s\treceiver CPU s\tProsody CPU s\tsender peak RSS\treceiver peak RSS\tProsody peak RSS")
 	for _, r := range rows {
 		if len(r.results) == 0 {
 			continue
@@ -1332,16 +1345,16 @@ func printTable(w io.Writer, cfg config, rows []*row) {
 		if m.seconds > 0 {
 			mbps = fmt.Sprintf("%.1f", rate(m)/1e6)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.3f\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			r.method, r.settings, human(r.size), m.seconds, mbps, ratio, secs3(saved), savedRatio, secs3(first), m.wall,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			r.method, r.settings, human(r.size), m.seconds, mbps, ratio, secs3(saved), savedRatio, secs3(first), millis(medianOf(r.results, loginSecs)), m.wall,
 			secs(m.sendCPU), secs(m.recvCPU), secs(m.serverCPU),
 			mib(m.sendRSS), mib(m.recvRSS), mib(m.serverHWMKB))
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "defaults: xfer's own settings (README: --ibb-block-size 4096, --ibb-window 16; S5B offers its own loopback streamhost, then the proxy); Prosody with Nagle on and TLS, as Debian ships it.")
+	fmt.Fprintln(w, "defaults: xfer's own settings (README: --ibb-block-size 4096, an adaptive in-band window of 16 chunks to 1 MiB; S5B offers its own loopback streamhost, then the proxy); Prosody with Nagle on and TLS, as Debian ships it.")
 	fmt.Fprintln(w, "xfer s5b / xfer ibb: SI (XEP-0096, send --method s5b / ibb); xfer jingle-s5b / jingle-ibb: Jingle file transfer (XEP-0234 over XEP-0260 / XEP-0261, --method jingle-s5b / jingle-ibb), the same file, right after its SI row. Both done events' method and via were checked, and every received file against the source (SI: md5, Jingle: sha-256 digest, and the file's MD5 on disk).")
 	fmt.Fprintln(w, "seconds: as the sender sees it, to its close: xfer from the bytestream negotiation after the accept (the --json done event; Jingle's also waits for the receiver's session-terminate, which comes after its fsync); raw from its connect. The receiver may still have the socket buffers (tens of MiB on loopback) to drain.")
-	fmt.Fprintln(w, "saved s: xfer, from the sender's accepted event to the receiver's done event (bytestream negotiation, transfer, hash checked, fsync, rename): the same span for SI and Jingle. to 1st byte s: the send process's start to its first progress event (login, hashing, finding bob, offer, accept, bytestream negotiation).")
+	fmt.Fprintln(w, "saved s: xfer, from the sender's accepted event to the receiver's done event (bytestream negotiation, transfer, hash checked, fsync, rename): the same span for SI and Jingle. to 1st byte s: the send process's start to its first progress event (login, hashing, finding bob, offer, accept, bytestream negotiation); login to 1st byte ms: from its online event (logged in) to the same (finding bob, offer, accept, bytestream negotiation; target: 50 ms for S5B direct on loopback).")
 	fmt.Fprintln(w, "speed vs / saved vs: MB/s over the MB/s of the row named, for the same file size; xfer s5b is compared with the raw copy that, like xfer, hashes the file before sending, each Jingle row with its SI row.")
 	fmt.Fprintln(w, "send wall s: the whole sending process (xfer: login, MD5 and SHA-256 of the file, finding bob, offer, transfer; raw: MD5 when hashing first, relay login, transfer). MB/s = 10^6 bytes/s.")
 	fmt.Fprintln(w, "Prosody peak RSS is its high-water mark since start; CPU s is user+system. The machine is shared: compare the ratios within this run, not absolute numbers across runs.")

@@ -72,8 +72,8 @@ func TestWANRows(t *testing.T) {
 	}
 	cfg := config{wan: w, compare: []variant{{name: "x", path: "/bin/x"}}}
 	rows := wanRows(cfg, testserver.Options{Netns: "ns", Host: "10.77.0.1"})
-	if len(rows) != 6*10 {
-		t.Fatalf("%d rows, want 6 link settings × 10", len(rows))
+	if len(rows) != 6*11 {
+		t.Fatalf("%d rows, want 6 link settings × 11", len(rows))
 	}
 	for _, r := range rows {
 		if r.link == nil || r.size < 256<<10 || r.size > 64<<20 {
@@ -85,7 +85,7 @@ func TestWANRows(t *testing.T) {
 		if want := strings.HasSuffix(r.want.method, "ibb") && r.link.rtt > 0; (r.bound > 0) != want {
 			t.Errorf("%s: bound %v at %v", r.name(), r.bound, r.link.rtt)
 		}
-		if r.base != nil && (r.base.link != r.link || r.base.size != r.size) {
+		if r.base != nil && (r.base.link != r.link || r.base.size != r.size && !strings.HasPrefix(r.method, r.base.method)) {
 			t.Errorf("%s: compared with %s on %v", r.name(), r.base.name(), r.base.link)
 		}
 		if r.want.method == "upload" && r.size > testserver.UploadSizeLimit {
@@ -96,17 +96,21 @@ func TestWANRows(t *testing.T) {
 	if s := wanSize(wayDirect, wanLink{rtt: 80 * time.Millisecond, loss: 0.005}, 5); s > 4<<20 {
 		t.Errorf("direct at 80 ms, 0.5 %%: %d bytes", s)
 	}
-	if s := wanSize(wayIBB, wanLink{rtt: 80 * time.Millisecond}, 5); s > 2<<20 {
+	if s := wanSize(wayIBBFixed, wanLink{rtt: 80 * time.Millisecond}, 5); s > 2<<20 {
+		t.Errorf("IBB, fixed window, at 80 ms: %d bytes", s)
+	}
+	if s := wanSize(wayIBB, wanLink{rtt: 80 * time.Millisecond}, 5); s > 16<<20 {
 		t.Errorf("IBB at 80 ms: %d bytes", s)
 	}
-	// -rows selects by this tree's row names; -compare's rows go with them.
+	// -rows selects by this tree's row names; -compare's rows and the
+	// baseline (the fixed window) go with them.
 	cfg.filter = regexp.MustCompile(`ibb, defaults$`)
 	var names []string
 	for _, r := range wanRows(cfg, testserver.Options{})[:6] {
 		names = append(names, r.name())
 	}
-	if want := []string{"xfer ibb, defaults", "xfer jingle-ibb, defaults", "xfer ibb [x], defaults", "xfer jingle-ibb [x], defaults",
-		"xfer ibb, defaults", "xfer jingle-ibb, defaults"}; !slices.Equal(names, want) {
+	if want := []string{"xfer ibb, fixed window 16 (--ibb-window 16)", "xfer ibb, defaults", "xfer jingle-ibb, defaults", "xfer ibb [x], defaults", "xfer jingle-ibb [x], defaults",
+		"xfer ibb, fixed window 16 (--ibb-window 16)"}; !slices.Equal(names, want) {
 		t.Errorf("-rows: %q, want %q", names, want)
 	}
 	for _, bad := range [][2]string{{"x", "0"}, {"0", "-1"}, {"3s", "0"}, {"0", "60"}} {

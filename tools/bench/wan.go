@@ -29,11 +29,14 @@ import (
 	"xfer/tools/bench/internal/wanlink"
 )
 
-// The IBB defaults of xfer (internal/ibb): the window bound of the IBB
-// rows is ibbWindow × ibbBlock per round trip.
+// xfer's IBB (internal/ibb): 4096-byte blocks, a window that adapts up to
+// 1 MiB in flight by default, and the fixed window of 16 chunks xfer had
+// before (--ibb-window 16), a row of its own: the window bound of an IBB
+// row is what it may have in flight per round trip.
 const (
-	ibbBlock  = 4096
-	ibbWindow = 16
+	ibbBlock       = 4096
+	ibbWindow      = 16
+	ibbMaxInFlight = 1 << 20
 )
 
 // nsPrefix names the bench's namespaces: nsPrefix + PID + "-S" and so on.
@@ -170,6 +173,7 @@ const (
 	wayDirect = iota // A to B: both links, twice the round trip
 	wayRelay         // A to S to B: two TCP connections of one link each
 	wayIBB           // A to S to B, acknowledged back: a window per two round trips
+	wayIBBFixed      // the same with the fixed window of 16 chunks
 	wayUpload        // A to S, then S to B
 )
 
@@ -182,12 +186,15 @@ const (
 // most the service's limit.
 func wanSize(way int, l wanLink, secs float64) int64 {
 	rtt := l.rtt.Seconds()
-	est := map[int]float64{wayDirect: 60e6, wayRelay: 25e6, wayIBB: 2.5e6, wayUpload: 20e6}[way]
+	est := map[int]float64{wayDirect: 60e6, wayRelay: 25e6, wayIBB: 2.5e6, wayIBBFixed: 2.5e6, wayUpload: 20e6}[way]
 	hopRTT, hopLoss := rtt, l.loss
 	if way == wayDirect {
 		hopRTT, hopLoss = 2*rtt, 1-(1-l.loss)*(1-l.loss)
 	}
 	if way == wayIBB && rtt > 0 {
+		est = min(est, ibbMaxInFlight/(2*rtt))
+	}
+	if way == wayIBBFixed && rtt > 0 {
 		est = min(est, ibbWindow*ibbBlock/(2*rtt))
 	}
 	if hopLoss > 0 && hopRTT > 0 {
@@ -221,15 +228,18 @@ func wanRows(cfg config, srv testserver.Options) []*row {
 				args: []string{"--method", "s5b"}, want: want{"s5b", "direct"}}
 			proxy := &row{method: "xfer s5b", settings: "proxy65 (--no-direct)", base: relay, server: srv, size: relay.size, link: l,
 				args: []string{"--method", "s5b", "--no-direct"}, want: want{"s5b", "proxy"}}
-			bound := 0.0
+			bound, bound16 := 0.0, 0.0
 			if rtt > 0 {
-				bound = ibbWindow * ibbBlock / (2 * rtt.Seconds())
+				bound = ibbMaxInFlight / (2 * rtt.Seconds())
+				bound16 = ibbWindow * ibbBlock / (2 * rtt.Seconds())
 			}
-			ibb := &row{method: "xfer ibb", settings: "defaults", server: srv, size: size(wayIBB), link: l, bound: bound,
+			ibb16 := &row{method: "xfer ibb", settings: "fixed window 16 (--ibb-window 16)", server: srv, size: size(wayIBBFixed), link: l, bound: bound16,
+				args: []string{"--method", "ibb", "--ibb-window", "16"}, want: want{"ibb", ""}}
+			ibb := &row{method: "xfer ibb", settings: "defaults", base: ibb16, server: srv, size: size(wayIBB), link: l, bound: bound,
 				args: []string{"--method", "ibb"}, want: want{"ibb", ""}}
 			jibb := &row{method: "xfer jingle-ibb", settings: "defaults", base: ibb, server: srv, size: ibb.size, link: l, bound: bound,
 				args: []string{"--method", "jingle-ibb"}, want: want{"jingle-ibb", ""}}
-			rows = append(rows, raw, relay, direct, proxy, ibb, jibb)
+			rows = append(rows, raw, relay, direct, proxy, ibb16, ibb, jibb)
 			for _, v := range cfg.compare {
 				rows = append(rows, ibbPair(v, ibb, jibb)...)
 			}
@@ -250,14 +260,17 @@ func wanRows(cfg config, srv testserver.Options) []*row {
 func printWAN(w io.Writer, cfg config, rows []*row) {
 	fmt.Fprintf(w, "\nxfer bench -wan: %d run(s), median shown; %s\n", cfg.runs, machine())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "RTT\tloss\tmethod\tsettings\tfile\tseconds\tMB/s\tspeed vs\tIBB bound MB/s\tto 1st byte s\tsender CPU s\treceiver CPU s\tProsody CPU s\temulator CPU s\tpackets lost")
+	fmt.Fprintln(tw, "RTT\tloss\tmethod\tsettings\tfile\tseconds\tMB/s\tspeed vs\tIBB bound MB/s\tto 1st byte s\tlogin to 1st byte ms\tsender CPU s\treceiver CPU s\tProsody CPU s\temulator CPU s\tpackets lost")
 	for _, r := range rows {
 		if len(r.results) == 0 {
 			continue
 		}
 		m := median(r.results)
 		ratio := "-"
-		if r.base != nil && r.base.size == r.size && len(r.base.results) > 0 {
+		// Rows of one method (the adaptive window over the fixed one)
+		// compare by MB/s although their files differ (sized to take
+		// about as long).
+		if r.base != nil && (r.base.size == r.size || strings.HasPrefix(r.method, r.base.method)) && len(r.base.results) > 0 {
 			if b := rate(median(r.base.results)); b > 0 {
 				ratio = ratioFmt(rate(m)/b) + " " + r.base.short()
 			}
@@ -273,15 +286,15 @@ func printWAN(w io.Writer, cfg config, rows []*row) {
 		if m.emuSent > 0 {
 			lost = fmt.Sprintf("%.2f %%", 100*float64(m.emuLost)/float64(m.emuSent))
 		}
-		fmt.Fprintf(tw, "%v\t%s %%\t%s\t%s\t%s\t%.3f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\n",
+		fmt.Fprintf(tw, "%v\t%s %%\t%s\t%s\t%s\t%.3f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\n",
 			r.link.rtt, strconv.FormatFloat(100*r.link.loss, 'f', -1, 64), r.method, r.settings, human(r.size),
-			m.seconds, rate(m)/1e6, ratio, bound, secs3(medianOf(r.results, firstSecs)),
+			m.seconds, rate(m)/1e6, ratio, bound, secs3(medianOf(r.results, firstSecs)), millis(medianOf(r.results, loginSecs)),
 			secs(m.sendCPU), secs(m.recvCPU), secs(m.serverCPU), m.emuCPU, lost)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "RTT: each client's round trip to the server (sender and receiver on links of their own; directly, sender to receiver crosses both: twice the RTT). loss: per link crossed, each way. Emulated in user space (tools/bench/internal/wanlink: TUN devices in network namespaces, MTU 1500).")
 	fmt.Fprintln(w, "seconds: as the sender sees it (xfer: its done event, bytestream negotiation to close; raw: connect to close); xfer upload: the sender's offer to the receiver's file in place (slot, PUT, link, GET). to 1st byte s: the send process's start (login included) to its first progress event.")
-	fmt.Fprintf(w, "IBB bound: window × block / round trip = %d × %d B / (2 × RTT): each chunk's acknowledgement comes back from the receiver through the server. speed vs: over the named row's MB/s (same file), or over the IBB bound.\n", ibbWindow, ibbBlock)
+	fmt.Fprintf(w, "IBB bound: what may be in flight / round trip: %d KiB (the adaptive window's ceiling; the fixed window row: %d × %d B) / (2 × RTT): each chunk's acknowledgement comes back from the receiver through the server. speed vs: over the named row's MB/s, or over the IBB bound when the row has no base.\n", ibbMaxInFlight>>10, ibbWindow, ibbBlock)
 	fmt.Fprintln(w, "packets lost: the emulator's drops over the packets it saw during the row. CPU s: user+system; emulator CPU s is the bench process's own (it forwards every packet). The machine is shared: compare the ratios within this run.")
 }
 
