@@ -170,11 +170,11 @@ func (h hosts) recvHost() string {
 
 // Ways across the emulated network, for sizing the files.
 const (
-	wayDirect = iota // A to B: both links, twice the round trip
-	wayRelay         // A to S to B: two TCP connections of one link each
-	wayIBB           // A to S to B, acknowledged back: a window per two round trips
-	wayIBBFixed      // the same with the fixed window of 16 chunks
-	wayUpload        // A to S, then S to B
+	wayDirect   = iota // A to B: both links, twice the round trip
+	wayRelay           // A to S to B: two TCP connections of one link each
+	wayIBB             // A to S to B, acknowledged back: a window per two round trips
+	wayIBBFixed        // the same with the fixed window of 16 chunks
+	wayUpload          // A to S, then S to B
 )
 
 // wanSize is the file size for a row on link l that takes about secs
