@@ -62,14 +62,14 @@ func TestIntegrationResume(t *testing.T) {
 			rctx, rcancel := context.WithCancel(context.Background())
 			defer rcancel()
 			bob := login(t, "bob", "resume1-"+session.NewID()[:4])
-			r, err := NewReceiver(rctx, bob, ropts, nil)
+			meter, rmeter := &cutMeter{at: size / 2}, &cutMeter{at: size / 2}
+			r, err := NewReceiver(rctx, bob, ropts, &Observer{Meter: func(string, int64, int64) Meter { return rmeter }})
 			if err != nil {
 				t.Fatal(err)
 			}
 			alice := login(t, "alice", "resume1-"+session.NewID()[:4])
 			sctx, scancel := context.WithCancel(context.Background())
 			defer scancel()
-			meter := &cutMeter{at: size / 2}
 			switch tc.how {
 			case "cancel":
 				meter.cut = scancel
@@ -78,7 +78,9 @@ func TestIntegrationResume(t *testing.T) {
 				// can be sent; its bytestream goes with the process.
 				meter.cut = func() { alice.Close(); scancel() }
 			case "receiver-dies":
-				meter.cut = func() { bob.Close(); rcancel() }
+				// Once half is on the receiver's disk: what the sender has
+				// sent may still sit in the socket buffers.
+				rmeter.cut = func() { bob.Close(); rcancel() }
 			}
 			sd := &Sender{S: alice, Opts: sopts, Obs: &Observer{Meter: func(string, int64, int64) Meter { return meter }}}
 			_, err = sd.Send(sctx, bob.JID(), src)
