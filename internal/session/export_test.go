@@ -1,9 +1,6 @@
 package session
 
 import (
-	"bufio"
-	"encoding/xml"
-	"fmt"
 	"net"
 )
 
@@ -13,19 +10,13 @@ import (
 // logged-in session. Benchmarks of the receive path use it (session_test
 // may import ibb; package session may not).
 func NewServerStream(conn net.Conn, jid string) (*Session, error) {
-	dec := xml.NewDecoder(bufio.NewReaderSize(conn, 32<<10))
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("no stream header: %w", err)
-		}
-		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "stream" {
-			break
-		}
+	xs := newXMLStream(conn, -1)
+	if err := xs.readHeader(); err != nil {
+		return nil, err
 	}
 	registerOnce.Do(registerRawPayloads)
 	s := newSession(jid, nil, 0, nil)
-	tr := newLibTransport(conn, dec)
+	tr := newLibTransport(conn, xs)
 	s.tr = tr
 	go tr.readLoop(s)
 	return s, nil

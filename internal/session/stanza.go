@@ -38,6 +38,9 @@ func (iq *IQ) PayloadName() xml.Name {
 }
 
 func rootName(payload []byte) xml.Name {
+	if n, ok := fastRootName(payload); ok {
+		return n
+	}
 	if len(bytes.TrimSpace(payload)) == 0 {
 		return xml.Name{}
 	}
