@@ -392,7 +392,9 @@ func (c *Conn) handleData(ctx context.Context, d dataElem) error {
 	if c.closed || c.remoteClosed || c.rerr != nil {
 		return session.NewError(session.CondItemNotFound, "bytestream closed")
 	}
-	payload, err := decodeBlock(d.Data, c.blockSize)
+	scratch := blockPool.Get().(*[]byte)
+	defer blockPool.Put(scratch)
+	payload, err := decodeBlockInto(*scratch, d.Data, c.blockSize)
 	if err != nil {
 		c.failLocked(fmt.Errorf("%w: chunk %d: %v", ErrBadData, d.Seq, err))
 		return session.NewError(session.CondBadRequest, err.Error())
@@ -429,6 +431,13 @@ func (c *Conn) handleData(ctx context.Context, d dataElem) error {
 	c.next++
 	return nil
 }
+
+// blockPool holds the buffers incoming chunks are decoded into before they
+// are copied to a Conn's read buffer: one per data handler at work.
+var blockPool = sync.Pool{New: func() any {
+	b := make([]byte, MaxBlockSize+3) // DecodedLen of the largest chunk
+	return &b
+}}
 
 // awaitTurnLocked waits until seq is the next expected. A predecessor that
 // has not arrived within reorderGrace is taken as missing.
