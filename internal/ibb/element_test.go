@@ -3,6 +3,10 @@ package ibb
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/xml"
+	"fmt"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -142,6 +146,59 @@ func FuzzParseClose(f *testing.F) {
 		back, err := parseClose(c.marshal())
 		if err != nil || back != c {
 			t.Fatalf("%+v marshals to %s, parsed back as %+v, %v", c, c.marshal(), back, err)
+		}
+	})
+}
+
+// What scanData takes, xml.Unmarshal reads the same.
+func FuzzScanData(f *testing.F) {
+	for _, s := range []string{
+		`<data xmlns='` + NS + `' sid='s1' seq='0'>QUJD</data>`,
+		`<data xmlns="` + NS + `" seq="65535" sid="s1"/>`,
+		`<data xmlns='` + NS + `' sid='s1' seq='7' x='y'>QUJD&#10;REVG</data >`,
+		`<data xmlns='` + NS + `' sid='s&amp;1' seq='00012'>QQ==</data>`,
+		`<data xmlns='` + NS + `' sid='s1' seq='3'><x/></data>`,
+		`<data xmlns='urn:x' sid='s1' seq='3'/>`,
+		`<data xmlns='` + NS + `' sid='s1' sid='s2' seq='3'/>`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		sid, seq, text, ok := scanData(raw)
+		if !ok {
+			return
+		}
+		var x xmlData
+		if err := xml.Unmarshal(raw, &x); err != nil {
+			t.Fatalf("scanData took %q, xml.Unmarshal fails: %v", raw, err)
+		}
+		if !reflect.DeepEqual(sid, x.SID) || !reflect.DeepEqual(seq, x.Seq) || text != x.Text || len(x.Children) > 0 {
+			t.Fatalf("%q: scanData %v %v %q, xml.Unmarshal %v %v %q %v", raw, sid, seq, text, x.SID, x.Seq, x.Text, x.Children)
+		}
+	})
+}
+
+// Decoding in pieces gives what decoding whole gives, errors included.
+func FuzzDecodeBlock(f *testing.F) {
+	for _, s := range []string{"QUJD", "QR==", "QQ=A", "QUJD=QUJ", "", "QUJ", strings.Repeat("QUJD", 300) + "QQ==", strings.Repeat("QUJD", 256) + "Q==="} {
+		f.Add(s, 4096)
+	}
+	f.Fuzz(func(t *testing.T, s string, max int) {
+		if max < 0 || max > MaxBlockSize {
+			return
+		}
+		got, err := decodeBlockInto(make([]byte, 10), s, max)
+		var want []byte
+		var werr error
+		if len(s) > base64.StdEncoding.EncodedLen(max) || strings.ContainsAny(s, "\r\n") {
+			_, werr = decodeBlock(s, max) // the checks before decoding
+		} else if want, werr = base64.StdEncoding.Strict().DecodeString(s); werr != nil {
+			werr = fmt.Errorf("invalid base64: %v", werr)
+		} else if len(want) > max {
+			werr = fmt.Errorf("chunk of %d bytes exceeds block-size %d", len(want), max)
+		}
+		if fmt.Sprint(err) != fmt.Sprint(werr) || werr == nil && !bytes.Equal(got, want) {
+			t.Fatalf("%q: %q, %v; want %q, %v", s, got, err, want, werr)
 		}
 	})
 }
