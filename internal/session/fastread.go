@@ -8,7 +8,7 @@ package session
 // rawPayload then re-encodes the payload, escaping it byte by byte: most of
 // a receiver's CPU. Here a stanza of that shape is recognised in the
 // buffered input by a scanner that accepts only a small, unambiguous subset
-// of XML (ASCII names without prefixes, quoted attribute values and text
+// of XML (ASCII names without prefixes but the IQ's xml:lang, quoted attribute values and text
 // with no references, no comments or CDATA, the IQ's one payload element
 // declaring its own namespace, which must be one of rawNamespaces, and
 // holding text only) and sliced out as is. Anything else, or anything that
@@ -221,8 +221,9 @@ func (s *scanner) name() []byte {
 
 // startTag scans the attributes and the end of a start tag whose name has
 // been read, appending to attrs. It reports whether the element was
-// self-closing.
-func (s *scanner) startTag(attrs []fastAttr) ([]fastAttr, bool, bool) {
+// self-closing. With lang, it also takes xml:lang (Prosody stamps it on
+// every stanza it routes; the library ignores it, as does the IQ we make).
+func (s *scanner) startTag(attrs []fastAttr, lang bool) ([]fastAttr, bool, bool) {
 	for {
 		sp := s.spaces()
 		c, ok := s.peek()
@@ -240,7 +241,11 @@ func (s *scanner) startTag(attrs []fastAttr) ([]fastAttr, bool, bool) {
 		if sp == 0 {
 			return attrs, false, false
 		}
+		n0 := s.i
 		name := s.name()
+		if lang && string(name) == "xml" && s.lit(":lang") {
+			name = s.b[n0:s.i]
+		}
 		if name == nil || !s.lit("=") {
 			return attrs, false, false
 		}
@@ -311,7 +316,7 @@ func parseFastIQ(b []byte) (*IQ, int, fastStatus) {
 		return nil, 0, s.verdict()
 	}
 	var buf [6]fastAttr
-	attrs, empty, ok := s.startTag(buf[:0])
+	attrs, empty, ok := s.startTag(buf[:0], true)
 	if !ok {
 		return nil, 0, s.verdict()
 	}
@@ -356,7 +361,7 @@ func parseFastIQ(b []byte) (*IQ, int, fastStatus) {
 		return nil, 0, s.verdict()
 	}
 	var pbuf [6]fastAttr
-	pattrs, pempty, ok := s.startTag(pbuf[:0])
+	pattrs, pempty, ok := s.startTag(pbuf[:0], false)
 	if !ok {
 		return nil, 0, s.verdict()
 	}
@@ -401,7 +406,7 @@ func fastRootName(payload []byte) (xml.Name, bool) {
 		return xml.Name{}, false
 	}
 	var buf [6]fastAttr
-	attrs, _, ok := s.startTag(buf[:0])
+	attrs, _, ok := s.startTag(buf[:0], false)
 	if !ok {
 		return xml.Name{}, false
 	}

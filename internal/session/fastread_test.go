@@ -107,11 +107,17 @@ var fastIQSeeds = []string{
 	`<iq id='7' type='set'><data xmlns='http://jabber.org/protocol/ibb' seq='1' sid='s1'>QU
 JD</data></iq>`,
 	`<iq id='8' type='set'><si xmlns='http://jabber.org/protocol/si'><file/></si></iq>`,
-	`<iq id='9' type='set' xml:lang='en'><data xmlns='http://jabber.org/protocol/ibb' seq='2' sid='s1'>QUJD</data></iq>`,
+	`<iq id='9' type='set' xml:lang='en' xml:id='x'><data xmlns='http://jabber.org/protocol/ibb' seq='2' sid='s1'>QUJD</data></iq>`,
 	`<iq id='10' type='set'><p:data xmlns:p='http://jabber.org/protocol/ibb' seq='2' sid='s1'/></iq>`,
 	`<iq id='11' type='set'><data xmlns='http://jabber.org/protocol/ibb' seq='3' sid='s1'>QUJD</date></iq>`,
 	`<iq id='12' id='13' type='set'/>`,
 	`<iq id='14' type='set' xmlns='urn:other'><data xmlns='http://jabber.org/protocol/ibb'/></iq>`,
+	// As Prosody 0.12 routes them:
+	`<iq to='bob@localhost/bench' id='554f158c7070e223fb61efa9' type='set' from='alice@localhost/bench' xml:lang='en'><open xmlns='http://jabber.org/protocol/ibb' sid='d761b6567fc1ba408b889348' stanza='iq' block-size='4096'/></iq>`,
+	`<iq to='bob@localhost/bench' id='e7142645c78a43d1b7bee630' type='set' from='alice@localhost/bench' xml:lang='en'><data seq='0' sid='d761b6567fc1ba408b889348' xmlns='http://jabber.org/protocol/ibb'>QlXd7daGaVJiR/J9e4mL4NZy0ixoYqHu7PuTcvZL6Y46yNiWhBT/OTbgvXuaZiPuXufm1yfxbBJTSRB2Q6YMbO9HDaCASCn8B4Z0zKA3DMZfonV3KXvJ4mNUww2xNrwH</data></iq>`,
+	`<iq to='alice@localhost/bench' id='ff62601ed0f535df0bc049cd' type='result' from='bob@localhost/bench' xml:lang='en'/>`,
+	`<iq to='alice@localhost/bench' id='ff62601ed0f535df0bc049ce' type='result' from='bob@localhost/bench' xml:lang='en' xml:lang='fr'/>`,
+	`<iq to='alice@localhost/bench' id='ff62601ed0f535df0bc049cf' type='result' xml:lang='en'><data xml:lang='en' xmlns='http://jabber.org/protocol/ibb'/></iq>`,
 }
 
 // What the fast path takes, the library reads the same: the same IQ, the
@@ -209,7 +215,7 @@ func FuzzReadStanzas(f *testing.F) {
 }
 
 func TestFastIQTakesIBB(t *testing.T) {
-	for i, want := range []bool{true, true, true, true, true, false, false, false, true, false, false, false, false, false, false} {
+	for i, want := range []bool{true, true, true, true, true, false, false, false, true, false, false, false, false, false, false, true, true, true, false, false} {
 		_, _, st := parseFastIQ([]byte(fastIQSeeds[i]))
 		if (st == fastOK) != want {
 			t.Errorf("%s: %v", fastIQSeeds[i], st)

@@ -41,21 +41,21 @@ const (
 )
 
 // benchStanzas returns the stanzas of one stream: the open, the data, the
-// close, as Prosody sends them on.
+// close, as Prosody 0.12 routes them (its attribute order, its xml:lang).
 func benchStanzas(size int) [][]byte {
 	rng := rand.New(rand.NewPCG(1, 2))
 	iq := func(id, payload string) []byte {
-		return []byte("<iq type='set' from='" + benchSender + "' to='" + benchReceiver + "' id='" + id + "'>" + payload + "</iq>")
+		return []byte("<iq to='" + benchReceiver + "' id='" + id + "' type='set' from='" + benchSender + "' xml:lang='en'>" + payload + "</iq>")
 	}
 	id := func(n int) string { return fmt.Sprintf("%016x%08x", rng.Uint64(), n) }
-	out := [][]byte{iq(id(0), "<open xmlns='http://jabber.org/protocol/ibb' block-size='"+fmt.Sprint(benchBlock)+"' sid='"+benchSID+"' stanza='iq'/>")}
+	out := [][]byte{iq(id(0), "<open xmlns='http://jabber.org/protocol/ibb' sid='"+benchSID+"' stanza='iq' block-size='"+fmt.Sprint(benchBlock)+"'/>")}
 	block := make([]byte, benchBlock)
 	for seq := 0; size > 0; seq++ {
 		n := min(size, benchBlock)
 		for i := range block[:n] {
 			block[i] = byte(rng.Uint32())
 		}
-		out = append(out, iq(id(seq+1), "<data xmlns='http://jabber.org/protocol/ibb' seq='"+fmt.Sprint(uint16(seq))+"' sid='"+benchSID+"'>"+base64.StdEncoding.EncodeToString(block[:n])+"</data>"))
+		out = append(out, iq(id(seq+1), "<data seq='"+fmt.Sprint(uint16(seq))+"' sid='"+benchSID+"' xmlns='http://jabber.org/protocol/ibb'>"+base64.StdEncoding.EncodeToString(block[:n])+"</data>"))
 		size -= n
 	}
 	return append(out, iq(id(-1), "<close xmlns='http://jabber.org/protocol/ibb' sid='"+benchSID+"'/>"))
