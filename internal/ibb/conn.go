@@ -386,7 +386,7 @@ func (c *Conn) abort() {
 // for its predecessors, then for room in the buffer, and is acknowledged
 // (by returning nil) only once stored. That makes the sender's window the
 // bound on what this side holds.
-func (c *Conn) handleData(ctx context.Context, d dataElem) error {
+func (c *Conn) handleData(ctx context.Context, d dataChunk) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || c.remoteClosed || c.rerr != nil {
@@ -394,7 +394,7 @@ func (c *Conn) handleData(ctx context.Context, d dataElem) error {
 	}
 	scratch := blockPool.Get().(*[]byte)
 	defer blockPool.Put(scratch)
-	payload, err := decodeBlockInto(*scratch, d.Data, c.blockSize)
+	payload, err := decodeBlockBytes(*scratch, d.Text, c.blockSize)
 	if err != nil {
 		c.failLocked(fmt.Errorf("%w: chunk %d: %v", ErrBadData, d.Seq, err))
 		return session.NewError(session.CondBadRequest, err.Error())

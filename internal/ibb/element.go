@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 )
 
 // The wire elements. Parsers are strict about what they must understand and
@@ -94,121 +93,171 @@ func (o openElem) marshal() []byte {
 }
 
 func parseData(raw []byte) (dataElem, error) {
-	sid, seq, text, ok := scanData(raw)
-	children := false
+	c, err := parseChunk(raw)
+	if err != nil {
+		return dataElem{}, err
+	}
+	return dataElem{SID: c.SID, Seq: c.Seq, Data: string(c.Text)}, nil
+}
+
+// dataChunk is a data element as the receive path takes it: the text may
+// be a slice of the stanza it came in, and is not copied.
+type dataChunk struct {
+	SID  string
+	Seq  uint16
+	Text []byte // base64 as received; decodeBlockBytes checks it
+}
+
+// scannedData is what the receive path reads of a data element.
+type scannedData struct {
+	sid, seq       []byte
+	hasSID, hasSeq bool
+	text           []byte
+	children       bool
+}
+
+// parseChunk is parseData without copying the text.
+func parseChunk(raw []byte) (dataChunk, error) {
+	d, ok := scanData(raw)
 	if !ok {
 		var x xmlData
 		if err := xml.Unmarshal(raw, &x); err != nil {
-			return dataElem{}, fmt.Errorf("ibb: malformed data: %v", err)
+			return dataChunk{}, fmt.Errorf("ibb: malformed data: %v", err)
 		}
-		sid, seq, text, children = x.SID, x.Seq, x.Text, len(x.Children) > 0
+		d = scannedData{text: []byte(x.Text), children: len(x.Children) > 0}
+		if x.SID != nil {
+			d.sid, d.hasSID = []byte(*x.SID), true
+		}
+		if x.Seq != nil {
+			d.seq, d.hasSeq = []byte(*x.Seq), true
+		}
 	}
-	if sid == nil || *sid == "" {
-		return dataElem{}, errors.New("ibb: data without sid")
+	if !d.hasSID || len(d.sid) == 0 {
+		return dataChunk{}, errors.New("ibb: data without sid")
 	}
-	if seq == nil {
-		return dataElem{}, errors.New("ibb: data without seq")
+	if !d.hasSeq {
+		return dataChunk{}, errors.New("ibb: data without seq")
 	}
-	n, err := strconv.ParseUint(*seq, 10, 16)
-	if err != nil {
-		return dataElem{}, fmt.Errorf("ibb: bad seq %q", *seq)
+	seq, ok := parseSeq(d.seq)
+	if !ok {
+		return dataChunk{}, fmt.Errorf("ibb: bad seq %q", d.seq)
 	}
-	if children {
-		return dataElem{}, errors.New("ibb: data with child elements")
+	if d.children {
+		return dataChunk{}, errors.New("ibb: data with child elements")
 	}
-	return dataElem{SID: *sid, Seq: uint16(n), Data: text}, nil
+	return dataChunk{SID: string(d.sid), Seq: seq, Text: d.text}, nil
 }
 
-// scanData is parseData's fast path, for the receive side: it takes a data
-// element only in the form xfer and others send it, <data xmlns=NS
+// parseSeq is strconv.ParseUint(string(b), 10, 16), without the string.
+func parseSeq(b []byte) (uint16, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	v := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		if v = 10*v + int(c-'0'); v > 65535 {
+			return 0, false
+		}
+	}
+	return uint16(v), true
+}
+
+// scanData is parseChunk's fast path, for the receive side: it takes a
+// data element only in the form xfer and others send it, <data xmlns=NS
 // attributes…>text</data> with ASCII names without prefixes, quoted
 // attribute values and text without references or markup, and nothing
 // after it; ok is false for anything else, which xml.Unmarshal then
 // decodes. On what it takes it agrees with xml.Unmarshal (FuzzScanData): a
 // chunk is 5 KiB of text, which encoding/xml reads at about 12 ns a byte.
-func scanData(raw []byte) (sid, seq *string, text string, ok bool) {
+// The slices it returns alias raw.
+func scanData(raw []byte) (d scannedData, ok bool) {
 	const open = "<data"
 	if !bytes.HasPrefix(raw, []byte(open)) {
-		return nil, nil, "", false
+		return d, false
 	}
 	i := len(open)
-	var ns *string
+	var ns []byte
+	hasNS := false
 	for {
 		sp := i
 		for i < len(raw) && isSpace(raw[i]) {
 			i++
 		}
 		if i == len(raw) {
-			return nil, nil, "", false
+			return d, false
 		}
 		if raw[i] == '>' || raw[i] == '/' {
 			break
 		}
 		if i == sp {
-			return nil, nil, "", false
+			return d, false
 		}
-		ns0 := i
+		n0 := i
 		for i < len(raw) && isNameByte(raw[i]) {
 			i++
 		}
-		name := string(raw[ns0:i])
-		if name == "" || !isNameStart(raw[ns0]) || i+1 >= len(raw) || raw[i] != '=' || raw[i+1] != '\'' && raw[i+1] != '"' {
-			return nil, nil, "", false
+		name := raw[n0:i]
+		if len(name) == 0 || !isNameStart(raw[n0]) || i+1 >= len(raw) || raw[i] != '=' || raw[i+1] != '\'' && raw[i+1] != '"' {
+			return d, false
 		}
 		q := raw[i+1]
 		i += 2
 		v0 := i
 		for i < len(raw) && raw[i] != q {
 			if c := raw[i]; c < 0x20 || c > 0x7e || c == '<' || c == '&' {
-				return nil, nil, "", false
+				return d, false
 			}
 			i++
 		}
 		if i == len(raw) {
-			return nil, nil, "", false
+			return d, false
 		}
-		v := string(raw[v0:i])
+		v := raw[v0:i:i]
 		i++
-		var dst **string
-		switch name {
+		var dst *[]byte
+		var has *bool
+		switch string(name) {
 		case "xmlns":
-			dst = &ns
+			dst, has = &ns, &hasNS
 		case "sid":
-			dst = &sid
+			dst, has = &d.sid, &d.hasSID
 		case "seq":
-			dst = &seq
+			dst, has = &d.seq, &d.hasSeq
 		default:
 			continue // xml.Unmarshal ignores other attributes (duplicates too)
 		}
-		if *dst != nil {
-			return nil, nil, "", false
+		if *has {
+			return scannedData{}, false
 		}
-		*dst = &v
+		*dst, *has = v, true
 	}
-	if ns == nil || *ns != NS {
-		return nil, nil, "", false
+	if !hasNS || string(ns) != NS {
+		return scannedData{}, false
 	}
 	if raw[i] == '/' {
 		if string(raw[i:]) != "/>" {
-			return nil, nil, "", false
+			return scannedData{}, false
 		}
-		return sid, seq, "", true
+		return d, true
 	}
 	i++
 	t0 := i
 	for i < len(raw) && isTextByte(raw[i]) {
 		i++
 	}
-	text = string(raw[t0:i])
+	d.text = raw[t0:i:i]
 	rest := raw[i:]
 	if !bytes.HasPrefix(rest, []byte("</data")) {
-		return nil, nil, "", false
+		return scannedData{}, false
 	}
 	rest = bytes.TrimLeft(rest[len("</data"):], " \t\r\n")
 	if string(rest) != ">" {
-		return nil, nil, "", false
+		return scannedData{}, false
 	}
-	return sid, seq, text, true
+	return d, true
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
@@ -285,62 +334,29 @@ func escape(b *bytes.Buffer, s string) {
 // otherwise skip), zero padding bits, and at most max bytes. Strictness
 // makes the encoding canonical, so garbage cannot pass as data.
 func decodeBlock(s string, max int) ([]byte, error) {
-	return decodeBlockInto(nil, s, max)
-}
-
-// decodeBlockInto is decodeBlock into dst's storage when it is large
-// enough (the receive path reuses one), without converting s to bytes.
-func decodeBlockInto(dst []byte, s string, max int) ([]byte, error) {
-	if len(s) > base64.StdEncoding.EncodedLen(max) {
-		return nil, fmt.Errorf("chunk larger than block-size %d", max)
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\r' || s[i] == '\n' {
-			return nil, errors.New("line break in base64")
-		}
-	}
-	b, ok := decodeQuanta(dst, s)
-	if !ok {
-		// Anything odd, decoded whole, for the very error DecodeString gives.
-		var err error
-		if b, err = strict64.DecodeString(s); err != nil {
-			return nil, fmt.Errorf("invalid base64: %v", err)
-		}
-	}
-	if len(b) > max {
-		return nil, fmt.Errorf("chunk of %d bytes exceeds block-size %d", len(b), max)
-	}
-	return b, nil
+	return decodeBlockBytes(nil, []byte(s), max)
 }
 
 var strict64 = base64.StdEncoding.Strict()
 
-// decodeQuanta decodes strict padded base64 without line breaks in pieces
-// copied to the stack, which equals decoding it whole as long as padding
-// comes only in the last quantum; ok is false when it does not, or on any
-// error.
-func decodeQuanta(dst []byte, s string) ([]byte, bool) {
-	if len(s)%4 != 0 {
-		return nil, false
+// decodeBlockBytes is decodeBlock into dst's storage when it is large
+// enough (the receive path reuses one).
+func decodeBlockBytes(dst, src []byte, max int) ([]byte, error) {
+	if len(src) > base64.StdEncoding.EncodedLen(max) {
+		return nil, fmt.Errorf("chunk larger than block-size %d", max)
 	}
-	if i := strings.IndexByte(s, '='); i >= 0 && i < len(s)-2 {
-		return nil, false
+	if bytes.IndexByte(src, '\r') >= 0 || bytes.IndexByte(src, '\n') >= 0 {
+		return nil, errors.New("line break in base64")
 	}
-	n := base64.StdEncoding.DecodedLen(len(s))
-	if cap(dst) < n {
+	if n := base64.StdEncoding.DecodedLen(len(src)); cap(dst) < n {
 		dst = make([]byte, n)
 	}
-	dst = dst[:n]
-	var tmp [1024]byte // a multiple of 4
-	w := 0
-	for len(s) > 0 {
-		k := copy(tmp[:], s)
-		m, err := strict64.Decode(dst[w:], tmp[:k])
-		if err != nil {
-			return nil, false
-		}
-		w += m
-		s = s[k:]
+	n, err := strict64.Decode(dst[:cap(dst)], src)
+	if err != nil {
+		return nil, fmt.Errorf("invalid base64: %v", err)
 	}
-	return dst[:w], true
+	if n > max {
+		return nil, fmt.Errorf("chunk of %d bytes exceeds block-size %d", n, max)
+	}
+	return dst[:n], nil
 }

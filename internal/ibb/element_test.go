@@ -5,7 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/xml"
 	"fmt"
-	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -160,11 +160,12 @@ func FuzzScanData(f *testing.F) {
 		`<data xmlns='` + NS + `' sid='s1' seq='3'><x/></data>`,
 		`<data xmlns='urn:x' sid='s1' seq='3'/>`,
 		`<data xmlns='` + NS + `' sid='s1' sid='s2' seq='3'/>`,
+		`<data seq='1' sid='' xmlns='` + NS + `'></data>`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		sid, seq, text, ok := scanData(raw)
+		d, ok := scanData(raw)
 		if !ok {
 			return
 		}
@@ -172,13 +173,30 @@ func FuzzScanData(f *testing.F) {
 		if err := xml.Unmarshal(raw, &x); err != nil {
 			t.Fatalf("scanData took %q, xml.Unmarshal fails: %v", raw, err)
 		}
-		if !reflect.DeepEqual(sid, x.SID) || !reflect.DeepEqual(seq, x.Seq) || text != x.Text || len(x.Children) > 0 {
-			t.Fatalf("%q: scanData %v %v %q, xml.Unmarshal %v %v %q %v", raw, sid, seq, text, x.SID, x.Seq, x.Text, x.Children)
+		same := func(b []byte, has bool, s *string) bool {
+			return has == (s != nil) && (s == nil || string(b) == *s)
+		}
+		if !same(d.sid, d.hasSID, x.SID) || !same(d.seq, d.hasSeq, x.Seq) || string(d.text) != x.Text || d.children || len(x.Children) > 0 {
+			t.Fatalf("%q: scanData %+v, xml.Unmarshal %v %v %q %v", raw, d, x.SID, x.Seq, x.Text, x.Children)
 		}
 	})
 }
 
-// Decoding in pieces gives what decoding whole gives, errors included.
+func FuzzParseSeq(f *testing.F) {
+	for _, s := range []string{"0", "65535", "65536", "00012", "+1", "-1", "", "1_0", "99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseSeq([]byte(s))
+		want, err := strconv.ParseUint(s, 10, 16)
+		if ok != (err == nil) || ok && uint64(got) != want {
+			t.Fatalf("%q: %d %v; ParseUint %d %v", s, got, ok, want, err)
+		}
+	})
+}
+
+// decodeBlockBytes into a buffer gives what decoding a fresh string gives,
+// errors included.
 func FuzzDecodeBlock(f *testing.F) {
 	for _, s := range []string{"QUJD", "QR==", "QQ=A", "QUJD=QUJ", "", "QUJ", strings.Repeat("QUJD", 300) + "QQ==", strings.Repeat("QUJD", 256) + "Q==="} {
 		f.Add(s, 4096)
@@ -187,7 +205,7 @@ func FuzzDecodeBlock(f *testing.F) {
 		if max < 0 || max > MaxBlockSize {
 			return
 		}
-		got, err := decodeBlockInto(make([]byte, 10), s, max)
+		got, err := decodeBlockBytes(make([]byte, 10), []byte(s), max)
 		var want []byte
 		var werr error
 		if len(s) > base64.StdEncoding.EncodedLen(max) || strings.ContainsAny(s, "\r\n") {
