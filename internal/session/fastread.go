@@ -411,7 +411,24 @@ func fastRootName(payload []byte) (xml.Name, bool) {
 		return xml.Name{}, false
 	}
 	ns, _ := attrValue(attrs, "xmlns")
-	return xml.Name{Space: string(ns), Local: string(name)}, true
+	return xml.Name{Space: intern(ns), Local: intern(name)}, true
+}
+
+// interned holds the names fastRootName sees all the time, so that naming a
+// payload's root allocates nothing.
+var interned = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range append(rawNamespaces, "data", "open", "close", "query", "si", "jingle", "ping") {
+		m[s] = s
+	}
+	return m
+}()
+
+func intern(b []byte) string {
+	if s, ok := interned[string(b)]; ok {
+		return s
+	}
+	return string(b)
 }
 
 // fastStanza waits, if need be, for the next top-level stanza to be in
