@@ -428,13 +428,15 @@ func (c *Conn) abort() {
 // for its predecessors, then for room in the buffer, and is acknowledged
 // (by returning nil) only once stored. That makes the sender's window the
 // bound on what this side holds.
-func (c *Conn) handleData(ctx context.Context, d dataElem) error {
+func (c *Conn) handleData(ctx context.Context, d dataChunk) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || c.remoteClosed || c.rerr != nil {
 		return session.NewError(session.CondItemNotFound, "bytestream closed")
 	}
-	payload, err := decodeBlock(d.Data, c.blockSize)
+	scratch := blockPool.Get().(*[]byte)
+	defer blockPool.Put(scratch)
+	payload, err := decodeBlockBytes(*scratch, d.Text, c.blockSize)
 	if err != nil {
 		c.failLocked(fmt.Errorf("%w: chunk %d: %v", ErrBadData, d.Seq, err))
 		return session.NewError(session.CondBadRequest, err.Error())
@@ -471,6 +473,13 @@ func (c *Conn) handleData(ctx context.Context, d dataElem) error {
 	c.next++
 	return nil
 }
+
+// blockPool holds the buffers incoming chunks are decoded into before they
+// are copied to a Conn's read buffer: one per data handler at work.
+var blockPool = sync.Pool{New: func() any {
+	b := make([]byte, MaxBlockSize+3) // DecodedLen of the largest chunk
+	return &b
+}}
 
 // awaitTurnLocked waits until seq is the next expected. A predecessor that
 // has not arrived within reorderGrace is taken as missing.

@@ -3,6 +3,10 @@ package ibb
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/xml"
+	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -142,6 +146,77 @@ func FuzzParseClose(f *testing.F) {
 		back, err := parseClose(c.marshal())
 		if err != nil || back != c {
 			t.Fatalf("%+v marshals to %s, parsed back as %+v, %v", c, c.marshal(), back, err)
+		}
+	})
+}
+
+// What scanData takes, xml.Unmarshal reads the same.
+func FuzzScanData(f *testing.F) {
+	for _, s := range []string{
+		`<data xmlns='` + NS + `' sid='s1' seq='0'>QUJD</data>`,
+		`<data xmlns="` + NS + `" seq="65535" sid="s1"/>`,
+		`<data xmlns='` + NS + `' sid='s1' seq='7' x='y'>QUJD&#10;REVG</data >`,
+		`<data xmlns='` + NS + `' sid='s&amp;1' seq='00012'>QQ==</data>`,
+		`<data xmlns='` + NS + `' sid='s1' seq='3'><x/></data>`,
+		`<data xmlns='urn:x' sid='s1' seq='3'/>`,
+		`<data xmlns='` + NS + `' sid='s1' sid='s2' seq='3'/>`,
+		`<data seq='1' sid='' xmlns='` + NS + `'></data>`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		d, ok := scanData(raw)
+		if !ok {
+			return
+		}
+		var x xmlData
+		if err := xml.Unmarshal(raw, &x); err != nil {
+			t.Fatalf("scanData took %q, xml.Unmarshal fails: %v", raw, err)
+		}
+		same := func(b []byte, has bool, s *string) bool {
+			return has == (s != nil) && (s == nil || string(b) == *s)
+		}
+		if !same(d.sid, d.hasSID, x.SID) || !same(d.seq, d.hasSeq, x.Seq) || string(d.text) != x.Text || d.children || len(x.Children) > 0 {
+			t.Fatalf("%q: scanData %+v, xml.Unmarshal %v %v %q %v", raw, d, x.SID, x.Seq, x.Text, x.Children)
+		}
+	})
+}
+
+func FuzzParseSeq(f *testing.F) {
+	for _, s := range []string{"0", "65535", "65536", "00012", "+1", "-1", "", "1_0", "99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseSeq([]byte(s))
+		want, err := strconv.ParseUint(s, 10, 16)
+		if ok != (err == nil) || ok && uint64(got) != want {
+			t.Fatalf("%q: %d %v; ParseUint %d %v", s, got, ok, want, err)
+		}
+	})
+}
+
+// decodeBlockBytes into a buffer gives what decoding a fresh string gives,
+// errors included.
+func FuzzDecodeBlock(f *testing.F) {
+	for _, s := range []string{"QUJD", "QR==", "QQ=A", "QUJD=QUJ", "", "QUJ", strings.Repeat("QUJD", 300) + "QQ==", strings.Repeat("QUJD", 256) + "Q==="} {
+		f.Add(s, 4096)
+	}
+	f.Fuzz(func(t *testing.T, s string, max int) {
+		if max < 0 || max > MaxBlockSize {
+			return
+		}
+		got, err := decodeBlockBytes(make([]byte, 10), []byte(s), max)
+		var want []byte
+		var werr error
+		if len(s) > base64.StdEncoding.EncodedLen(max) || strings.ContainsAny(s, "\r\n") {
+			_, werr = decodeBlock(s, max) // the checks before decoding
+		} else if want, werr = base64.StdEncoding.Strict().DecodeString(s); werr != nil {
+			werr = fmt.Errorf("invalid base64: %v", werr)
+		} else if len(want) > max {
+			werr = fmt.Errorf("chunk of %d bytes exceeds block-size %d", len(want), max)
+		}
+		if fmt.Sprint(err) != fmt.Sprint(werr) || werr == nil && !bytes.Equal(got, want) {
+			t.Fatalf("%q: %q, %v; want %q, %v", s, got, err, want, werr)
 		}
 	})
 }

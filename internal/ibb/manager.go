@@ -238,7 +238,7 @@ func (m *Manager) HandleIQ(ctx context.Context, iq *session.IQ) ([]byte, error) 
 	case "open":
 		return nil, m.handleOpen(iq)
 	case "data":
-		d, err := parseData(iq.Payload)
+		d, err := parseChunk(iq.Payload)
 		if err != nil {
 			return nil, session.NewError(session.CondBadRequest, err.Error())
 		}

@@ -197,7 +197,7 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 		if err == nil {
 			s := newSession(res.jid, nil, cfg.IQTimeout, cfg.DebugXML)
 			s.info = res.info
-			tr := newLibTransport(res.conn, res.dec)
+			tr := newLibTransport(res.conn, res.s)
 			s.tr = tr
 			go tr.readLoop(s)
 			go tr.keepalive(s)

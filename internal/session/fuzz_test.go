@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/xml"
 	"io"
 	"net"
 	"strings"
@@ -162,6 +163,20 @@ func FuzzLoginServer(f *testing.F) {
 		s, err := Dial(context.Background(), Config{JID: "u@localhost", Password: "p", Server: ln.Addr().String(), AllowPlaintext: true, Timeout: time.Second})
 		if err == nil {
 			s.Close()
+		}
+	})
+}
+
+// plainAttr is right that EscapeText leaves the value alone.
+func FuzzPlainAttr(f *testing.F) {
+	f.Add("alice@localhost/xfer-3f2a")
+	f.Add("a'b")
+	f.Add("\u00e9")
+	f.Fuzz(func(t *testing.T, v string) {
+		var b bytes.Buffer
+		_ = xml.EscapeText(&b, []byte(v))
+		if plainAttr(v) && b.String() != v {
+			t.Fatalf("%q escapes to %q", v, b.String())
 		}
 	})
 }

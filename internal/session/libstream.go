@@ -16,11 +16,14 @@ import (
 const keepaliveInterval = 30 * time.Second
 
 // libTransport carries stanzas on a stream the session negotiated itself
-// (login.go): gosrc.io/xmpp's stanza decoder reads them, and the session
-// writes its own raw XML.
+// (login.go): gosrc.io/xmpp's stanza decoder reads them, but for the IQs
+// the fast path takes (fastread.go), and the session writes its own raw
+// XML.
 type libTransport struct {
 	conn    net.Conn
+	rd      *peekReader // under dec
 	dec     *xml.Decoder
+	fast    bool          // the stream's default namespace is jabber:client
 	timeout time.Duration // wait for the server's </stream:stream> on close
 
 	writeMu  sync.Mutex
@@ -29,8 +32,8 @@ type libTransport struct {
 	stopOnce sync.Once
 }
 
-func newLibTransport(conn net.Conn, dec *xml.Decoder) *libTransport {
-	return &libTransport{conn: conn, dec: dec, timeout: 3 * time.Second, readDone: make(chan struct{}), stop: make(chan struct{})}
+func newLibTransport(conn net.Conn, s *xmlStream) *libTransport {
+	return &libTransport{conn: conn, rd: s.buf, dec: s.dec, fast: s.defaultNS == nsClient, timeout: 3 * time.Second, readDone: make(chan struct{}), stop: make(chan struct{})}
 }
 
 func (t *libTransport) send(b []byte) error {
@@ -79,6 +82,21 @@ func (t *libTransport) keepalive(s *Session) {
 	}
 }
 
+// next reads the next packet: an *IQ, or what stanza.NextPacket returns
+// for anything else.
+func (t *libTransport) next() (any, error) {
+	if t.fast {
+		if iq := t.rd.fastStanza(); iq != nil {
+			return iq, nil
+		}
+	}
+	p, err := stanza.NextPacket(t.dec)
+	if iq, ok := p.(*stanza.IQ); ok && err == nil {
+		return fromLibIQ(iq), nil
+	}
+	return p, err
+}
+
 // readLoop hands every stanza to the session, each on its own goroutine
 // as the library's router did, until the stream ends. Any error ends the
 // session: a failed read, a stream error, the server's stream close.
@@ -86,15 +104,15 @@ func (t *libTransport) readLoop(s *Session) {
 	defer close(t.readDone)
 	defer t.stopOnce.Do(func() { close(t.stop) })
 	for {
-		p, err := stanza.NextPacket(t.dec)
+		p, err := t.next()
 		if err != nil {
 			s.fail(fmt.Errorf("%w: %s", ErrDisconnected, readFailure(err)))
 			t.conn.Close()
 			return
 		}
 		switch st := p.(type) {
-		case *stanza.IQ:
-			go s.dispatch(fromLibIQ(st))
+		case *IQ:
+			go s.dispatch(st)
 		case stanza.Presence:
 			go s.dispatchPresence(Presence{From: st.From, Type: string(st.Type), Priority: int(st.Priority)})
 		case stanza.Message:

@@ -5,12 +5,12 @@ package session
 // resource binding. gosrc.io/xmpp can only log in with PLAIN inside its own
 // Connect, and its Client cannot be given a connection (its transport is
 // unexported and always dialled by itself), so the session negotiates here
-// and then reads stanzas with the library's stanza decoder (libstream.go).
+// and then reads stanzas with the library's stanza decoder (libstream.go),
+// but for the IQs of a fast path (fastread.go).
 
 import (
 	"context"
 	"crypto/tls"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"net"
@@ -48,7 +48,7 @@ type ConnInfo struct {
 // loginResult is an authenticated, bound stream.
 type loginResult struct {
 	conn net.Conn
-	dec  *xml.Decoder
+	s    *xmlStream // the stream the stanzas come on
 	jid  string
 	info ConnInfo
 }
@@ -111,7 +111,7 @@ func login(ctx context.Context, cfg *Config, ep Endpoint, plaintextOK bool) (_ *
 		return nil, n.wrap(err)
 	}
 	n.s.limit.n = -1
-	return &loginResult{conn: n.conn, dec: n.s.dec, jid: jid, info: n.info}, nil
+	return &loginResult{conn: n.conn, s: n.s, jid: jid, info: n.info}, nil
 }
 
 // wrap classifies an error of the negotiation.

@@ -5,8 +5,9 @@
 //
 // It logs in itself (login.go: STARTTLS or Direct TLS, SASL with SCRAM and
 // channel binding through mellium.im/sasl, resource binding) and reads the
-// stanzas with gosrc.io/xmpp's stanza decoder. It is the only package that
-// imports gosrc.io/xmpp. Protocol packages see stanzas as plain values with
+// stanzas with gosrc.io/xmpp's stanza decoder, but for the IQs of in-band
+// transfers, which a fast path slices out of the input as they are
+// (fastread.go). It is the only package that imports gosrc.io/xmpp. Protocol packages see stanzas as plain values with
 // raw XML payloads, so they can be tested over net.Pipe with NewStream and
 // never depend on the library's quirks.
 package session

@@ -38,6 +38,9 @@ func (iq *IQ) PayloadName() xml.Name {
 }
 
 func rootName(payload []byte) xml.Name {
+	if n, ok := fastRootName(payload); ok {
+		return n
+	}
 	if len(bytes.TrimSpace(payload)) == 0 {
 		return xml.Name{}
 	}
@@ -57,6 +60,7 @@ func rootName(payload []byte) xml.Name {
 // protocol packages produce it with encoding/xml, so it is well-formed.
 func (iq *IQ) Marshal() []byte {
 	var b bytes.Buffer
+	b.Grow(len("<iq type='' id='' to='' from=''></iq>") + len(iq.Type) + len(iq.ID) + len(iq.To) + len(iq.From) + len(iq.Payload))
 	b.WriteString("<iq")
 	writeAttr(&b, "type", iq.Type)
 	writeAttr(&b, "id", iq.ID)
@@ -78,8 +82,23 @@ func writeAttr(b *bytes.Buffer, name, value string) {
 	b.WriteString(" ")
 	b.WriteString(name)
 	b.WriteString("='")
-	_ = xml.EscapeText(b, []byte(value))
+	if plainAttr(value) {
+		b.WriteString(value) // what EscapeText would write, without a copy
+	} else {
+		_ = xml.EscapeText(b, []byte(value))
+	}
 	b.WriteString("'")
+}
+
+// plainAttr reports whether xml.EscapeText leaves v as it is: printable
+// ASCII without markup or quotes.
+func plainAttr(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c > 0x7e || c == '<' || c == '>' || c == '&' || c == '\'' || c == '"' {
+			return false
+		}
+	}
+	return true
 }
 
 // StanzaError is an XMPP stanza error (RFC 6120 §8.3): a type, a defined

@@ -5,7 +5,6 @@ package session
 // SASL payloads and failures, stream errors), each fuzzed.
 
 import (
-	"bufio"
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
@@ -136,13 +135,16 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 type xmlStream struct {
 	conn  net.Conn
 	limit *limitedReader
-	buf   *bufio.Reader // one per connection, under every stream's decoder
+	buf   *peekReader // one per connection, under every stream's decoder
 	dec   *xml.Decoder
+	// defaultNS is the default namespace the server's stream header
+	// declared: jabber:client, or the fast path is off (fastread.go).
+	defaultNS string
 }
 
 func newXMLStream(conn net.Conn, limit int64) *xmlStream {
 	l := &limitedReader{r: conn, n: limit}
-	return &xmlStream{conn: conn, limit: l, buf: bufio.NewReaderSize(l, 32<<10)}
+	return &xmlStream{conn: conn, limit: l, buf: newPeekReader(l)}
 }
 
 // open sends a stream header and reads the server's.
@@ -152,8 +154,13 @@ func (s *xmlStream) open(domain string) error {
 	if _, err := io.WriteString(s.conn, header); err != nil {
 		return err
 	}
+	return s.readHeader()
+}
+
+// readHeader reads the server's stream header.
+func (s *xmlStream) readHeader() error {
 	// A new decoder for every stream (RFC 6120 §4.3.3), on the same
-	// buffer: a bufio.Reader is an io.ByteReader, so the decoder reads from
+	// buffer: a peekReader is an io.ByteReader, so the decoder reads from
 	// it byte by byte and leaves the rest of the connection in it.
 	s.dec = xml.NewDecoder(s.buf)
 	for {
@@ -164,6 +171,12 @@ func (s *xmlStream) open(domain string) error {
 		if se, ok := tok.(xml.StartElement); ok {
 			if se.Name.Space != nsStream || se.Name.Local != "stream" {
 				return fmt.Errorf("expected a stream header, got <%s xmlns='%s'>", se.Name.Local, se.Name.Space)
+			}
+			s.defaultNS = ""
+			for _, a := range se.Attr {
+				if a.Name.Space == "" && a.Name.Local == "xmlns" {
+					s.defaultNS = a.Value
+				}
 			}
 			return nil
 		}
