@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -123,7 +124,16 @@ func (r *Receiver) readFile(conn net.Conn, a *admitted, o offerFacts) (int64, er
 	// file writes: measured 19% faster over SOCKS5 (make bench).
 	ah := newAsyncHash(a.h, 4, 64<<10)
 	defer ah.Close()
-	n, err := io.CopyBuffer(io.MultiWriter(a.f, ah, meter), io.LimitReader(in, want), make([]byte, 64<<10))
+	// To the file and the hash in 64 KiB pieces, whatever the stream's
+	// reads: an in-band chunk is 4 KiB, and a file write and a hand-over to
+	// the hash goroutine for each cost the receiver a fifth of its CPU.
+	// The meter sees every read (a throttled link fills 64 KiB slowly);
+	// an interruption flushes what arrived into the part.
+	out := bufio.NewWriterSize(io.MultiWriter(a.f, ah), 64<<10)
+	n, err := io.CopyBuffer(io.MultiWriter(out, meter), io.LimitReader(in, want), make([]byte, 64<<10))
+	if ferr := out.Flush(); ferr != nil && err == nil {
+		err = ferr
+	}
 	ah.Close() // all that was written is hashed before the caller's Sum
 	if err != nil {
 		return n, fmt.Errorf("transfer: receiving %s after %d of %d bytes (kept for resuming): %w", a.name, a.offset+n, o.Size, err)

@@ -47,8 +47,8 @@ func TestRowsClaimTheirMethod(t *testing.T) {
 			t.Errorf("%s: compared with %v, not its SI counterpart", r.name(), b)
 		}
 	}
-	if jingles != 9 { // direct, proxy, ibb; the same three for -compare; two for -rss-check; direct with TCP_NODELAY
-		t.Errorf("%d Jingle rows, want 9", jingles)
+	if jingles != 10 { // direct, proxy, latency, ibb; direct, proxy and ibb for -compare; two for -rss-check; direct with TCP_NODELAY
+		t.Errorf("%d Jingle rows, want 10", jingles)
 	}
 	// -rows keeps a row's baselines down to the raw one.
 	cfg.filter = regexp.MustCompile(`^xfer jingle-s5b, proxy65 \(`)
