@@ -26,6 +26,9 @@ func ResolveRecipient(ctx context.Context, s Session, jid string, wait time.Dura
 		wait = presenceGrace
 	}
 	deadline := time.Now().Add(wait)
+	// Contacts' presence comes a few milliseconds after login: look again
+	// soon, then less often.
+	pause := 10 * time.Millisecond
 	for {
 		candidates := []string{jid}
 		if !full {
@@ -51,8 +54,9 @@ func ResolveRecipient(ctx context.Context, s Session, jid string, wait time.Dura
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
-		case <-time.After(300 * time.Millisecond):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, 300*time.Millisecond)
 	}
 	if full {
 		return "", fmt.Errorf("%w: %s did not come online with file transfer support within %v", ErrNoRecipient, jid, wait)
