@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -259,38 +258,7 @@ func BenchmarkWindowRTT(b *testing.B) {
 			window int
 		}{{"fixed16", 16}, {"adaptive", 0}} {
 			b.Run(fmt.Sprintf("rtt%dms/%s", rtt.Milliseconds(), win.name), func(b *testing.B) {
-				alice, bob := sessionPair(b)
-				m := NewManager(bob, Options{})
-				m.Expect("bench", aliceJID)
-				ctx := testCtx(b, 5*time.Minute)
-				w, err := Open(ctx, delayedAcks{alice, rtt}, bobJID, "bench", Options{BlockSize: 4096, Window: win.window})
-				if err != nil {
-					b.Fatal(err)
-				}
-				r, err := m.Accept(ctx, "bench", aliceJID)
-				if err != nil {
-					b.Fatal(err)
-				}
-				data := make([]byte, 4<<20)
-				b.SetBytes(int64(len(data)))
-				done := make(chan error, 1)
-				go func() {
-					_, err := io.Copy(io.Discard, r)
-					done <- err
-				}()
-				b.ResetTimer()
-				for range b.N {
-					if _, err := w.Write(data); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := w.Close(); err != nil {
-					b.Fatal(err)
-				}
-				if err := <-done; err != nil {
-					b.Fatal(err)
-				}
-				b.StopTimer()
+				w := benchStream(b, 5*time.Minute, func(a *session.Session) Session { return delayedAcks{a, rtt} }, Options{BlockSize: 4096, Window: win.window}, 4<<20)
 				w.mu.Lock()
 				b.ReportMetric(float64(w.win.size()), "window")
 				w.mu.Unlock()

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"xfer/internal/session"
 )
 
 func randomBytes(t testing.TB, n int) []byte {
@@ -698,37 +700,7 @@ func TestSessionEndFailsRead(t *testing.T) {
 func BenchmarkConn(b *testing.B) {
 	for _, bs := range []int{4096, MaxBlockSize} {
 		b.Run(strconv.Itoa(bs), func(b *testing.B) {
-			alice, bob := sessionPair(b)
-			m := NewManager(bob, Options{})
-			m.Expect("bench", aliceJID)
-			ctx := testCtx(b, time.Minute)
-			w, err := Open(ctx, alice, bobJID, "bench", Options{BlockSize: bs})
-			if err != nil {
-				b.Fatal(err)
-			}
-			r, err := m.Accept(ctx, "bench", aliceJID)
-			if err != nil {
-				b.Fatal(err)
-			}
-			data := make([]byte, 1<<20)
-			b.SetBytes(int64(len(data)))
-			done := make(chan error, 1)
-			go func() {
-				_, err := io.Copy(io.Discard, r)
-				done <- err
-			}()
-			b.ResetTimer()
-			for range b.N {
-				if _, err := w.Write(data); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := w.Close(); err != nil {
-				b.Fatal(err)
-			}
-			if err := <-done; err != nil {
-				b.Fatal(err)
-			}
+			benchStream(b, time.Minute, func(a *session.Session) Session { return a }, Options{BlockSize: bs}, 1<<20)
 		})
 	}
 }
@@ -807,4 +779,42 @@ func TestSeqWrapsAfter65534(t *testing.T) {
 	if err != nil || string(got) != "abcd" {
 		t.Fatalf("read %q, %v", got, err)
 	}
+}
+
+// benchStream sends size bytes per iteration from alice (as wrap makes
+// her session, e.g. with delayed acknowledgements) to bob's reader.
+func benchStream(b *testing.B, limit time.Duration, wrap func(*session.Session) Session, opts Options, size int) *Conn {
+	alice, bob := sessionPair(b)
+	m := NewManager(bob, Options{})
+	m.Expect("bench", aliceJID)
+	ctx := testCtx(b, limit)
+	w, err := Open(ctx, wrap(alice), bobJID, "bench", opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := m.Accept(ctx, "bench", aliceJID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, size)
+	b.SetBytes(int64(len(data)))
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, r)
+		done <- err
+	}()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := w.Write(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	return w
 }
