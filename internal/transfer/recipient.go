@@ -27,8 +27,9 @@ func ResolveRecipient(ctx context.Context, s Session, jid string, wait time.Dura
 	}
 	deadline := time.Now().Add(wait)
 	// Contacts' presence comes a few milliseconds after login: look again
-	// soon, then less often.
-	pause := 10 * time.Millisecond
+	// every 5 ms for a moment (a look at presence already received costs
+	// nothing), then less and less often.
+	start, pause := time.Now(), 5*time.Millisecond
 	for {
 		candidates := []string{jid}
 		if !full {
@@ -56,7 +57,9 @@ func ResolveRecipient(ctx context.Context, s Session, jid string, wait time.Dura
 			return "", ctx.Err()
 		case <-time.After(pause):
 		}
-		pause = min(2*pause, 300*time.Millisecond)
+		if time.Since(start) > 200*time.Millisecond {
+			pause = min(2*pause, 300*time.Millisecond)
+		}
 	}
 	if full {
 		return "", fmt.Errorf("%w: %s did not come online with file transfer support within %v", ErrNoRecipient, jid, wait)
