@@ -114,8 +114,7 @@ for the rest only (XEP-0096 range) and checks the MD5 of the whole file.`,
 				}
 				// A Jingle receiver offers candidates of its own too, on
 				// loopback only for a local server.
-				ropts.S5B.ServerLoopback = session.IsLoopback(ctx, host)
-				return s, nil
+				return serviceLink{s, session.IsLoopback(ctx, host)}, nil
 			}
 			out := newOutput(g, "receive")
 			r, err := transfer.NewService(ctx, dial, ropts, out.observer(), transfer.Reconnect{Enabled: !o.once && !o.noReconnect})
@@ -179,6 +178,15 @@ for the rest only (XEP-0096 range) and checks the MD5 of the whole file.`,
 	f.DurationVar(&o.hostTimeout, "host-timeout", 5*time.Second, "limit for each SOCKS5 streamhost's connect and handshake")
 	return cmd
 }
+
+// serviceLink is a receiver's session and whether it reached a server on
+// this machine (transfer.Link's ServerLoopback).
+type serviceLink struct {
+	*session.Session
+	loopback bool
+}
+
+func (l serviceLink) ServerLoopback() bool { return l.loopback }
 
 // partials lists (or removes) the partial downloads in dir.
 func partials(g *globalOptions, dir string, remove bool) error {

@@ -175,14 +175,8 @@ func (r *Receiver) unreport(o outcome) {
 // Call it after Close.
 func (r *Receiver) unreported() []outcome {
 	var out []outcome
-	for {
-		select {
-		case o := <-r.results:
-			out = append(out, o)
-			continue
-		default:
-		}
-		break
+	for len(r.results) > 0 { // Close has waited for every transfer: nothing more comes
+		out = append(out, <-r.results)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -9,7 +9,10 @@ import (
 	"xfer/internal/fault"
 )
 
-// Link is a logged-in session a Service owns: it closes it.
+// Link is a logged-in session a Service owns: it closes it. A Link that
+// also has ServerLoopback() bool says whether its server is on this
+// machine, which sets S5BOptions.ServerLoopback for that session's
+// receiver (the endpoint reached can differ from one login to the next).
 type Link interface {
 	Session
 	Close() error
@@ -52,9 +55,10 @@ func NewService(ctx context.Context, dial Dialer, opts ReceiveOptions, obs *Obse
 	if rc.Min <= 0 {
 		rc.Min = time.Second
 	}
-	if rc.Max < rc.Min {
-		rc.Max = max(rc.Min, 60*time.Second)
+	if rc.Max <= 0 {
+		rc.Max = 60 * time.Second
 	}
+	rc.Max = max(rc.Max, rc.Min)
 	sv := &Service{dial: dial, opts: opts, obs: obs, rc: rc}
 	link, err := dial(ctx)
 	if err != nil {
@@ -68,7 +72,11 @@ func NewService(ctx context.Context, dial Dialer, opts ReceiveOptions, obs *Obse
 }
 
 func (sv *Service) start(ctx context.Context, link Link) error {
-	r, err := NewReceiver(ctx, link, sv.opts, sv.obs)
+	opts := sv.opts
+	if l, ok := link.(interface{ ServerLoopback() bool }); ok {
+		opts.S5B.ServerLoopback = l.ServerLoopback()
+	}
+	r, err := NewReceiver(ctx, link, opts, sv.obs)
 	if err != nil {
 		_ = link.Close()
 		return err
