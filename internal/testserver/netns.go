@@ -1,14 +1,10 @@
 package testserver
 
 import (
-	"errors"
-	"fmt"
 	"net"
-	"path/filepath"
-	"runtime"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"xfer/internal/netns"
 )
 
 // dialIn connects to addr from the network namespace ns (Options.Netns),
@@ -22,40 +18,9 @@ func dialIn(ns, addr string, timeout time.Duration) (net.Conn, error) {
 		return net.DialTimeout("tcp", addr, timeout)
 	}
 	var c net.Conn
-	err := inNetns(ns, func() (err error) {
+	err := netns.Do(ns, func() (err error) {
 		c, err = net.DialTimeout("tcp", addr, timeout)
 		return err
 	})
 	return c, err
-}
-
-// inNetns runs f on this goroutine's OS thread moved into the namespace
-// ns, and moves the thread back. If it cannot go back, the thread stays
-// locked and exits with the goroutine.
-func inNetns(ns string, f func() error) error {
-	runtime.LockOSThread()
-	self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("testserver: own namespace: %w", err)
-	}
-	defer unix.Close(self)
-	fd, err := unix.Open(filepath.Join("/run/netns", ns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("testserver: namespace %s: %w", ns, err)
-	}
-	err = unix.Setns(fd, unix.CLONE_NEWNET)
-	unix.Close(fd)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("testserver: setns %s: %w", ns, err)
-	}
-	ferr := f()
-	if err := unix.Setns(self, unix.CLONE_NEWNET); err != nil {
-		// Stays locked: the thread is in ns, and ends with the goroutine.
-		return errors.Join(ferr, fmt.Errorf("testserver: back from %s: %w", ns, err))
-	}
-	runtime.UnlockOSThread()
-	return ferr
 }

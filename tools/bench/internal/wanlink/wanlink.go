@@ -27,8 +27,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +35,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"xfer/internal/netns"
 )
 
 // MTU is the TUN devices' MTU, an Ethernet's.
@@ -188,46 +188,13 @@ func (nd *Node) Command(ctx context.Context, name string, args ...string) *exec.
 // Do runs f in the node's namespace: sockets f opens belong to it (and
 // stay there, on any thread, once opened). f must not start goroutines
 // that open sockets.
-func (nd *Node) Do(f func() error) error { return Do(nd.NS, f) }
-
-// Do runs f on this goroutine's OS thread moved into the network
-// namespace ns (a name under /run/netns), and moves the thread back. The
-// thread must survive: a child started with Pdeathsig (testserver's
-// Prosody) is killed when the thread that started it exits. If it cannot
-// go back, the thread stays locked and exits with the goroutine.
-func Do(ns string, f func() error) error {
-	runtime.LockOSThread()
-	self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("wanlink: own namespace: %w", err)
-	}
-	defer unix.Close(self)
-	fd, err := unix.Open(filepath.Join("/run/netns", ns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("wanlink: namespace %s: %w", ns, err)
-	}
-	err = unix.Setns(fd, unix.CLONE_NEWNET)
-	unix.Close(fd)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("wanlink: setns %s: %w", ns, err)
-	}
-	ferr := f()
-	if err := unix.Setns(self, unix.CLONE_NEWNET); err != nil {
-		// Stays locked: the thread is in ns, and ends with the goroutine.
-		return errors.Join(ferr, fmt.Errorf("wanlink: back from %s: %w", ns, err))
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
+func (nd *Node) Do(f func() error) error { return netns.Do(nd.NS, f) }
 
 // openTUN creates the TUN device wan0 in namespace ns: a TUN device
 // belongs to the namespace of the thread that opened /dev/net/tun.
 func openTUN(ns string) (*os.File, error) {
 	var tun *os.File
-	err := Do(ns, func() error {
+	err := netns.Do(ns, func() error {
 		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return err
