@@ -200,9 +200,13 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 			tr := newLibTransport(res.conn, res.s)
 			s.tr = tr
 			go tr.readLoop(s)
-			go tr.keepalive(s)
+			// A ping of a silent connection also keeps it alive, and
+			// notices a dead one that a write would not: the whitespace
+			// keepalive is for when pings are off.
 			if every, wait := cfg.pingTimes(); every > 0 {
 				go s.pingLoop(every, wait)
+			} else {
+				go tr.keepalive(s)
 			}
 			return s, nil
 		}
