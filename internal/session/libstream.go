@@ -10,9 +10,10 @@ import (
 	"gosrc.io/xmpp/stanza"
 )
 
-// keepaliveInterval is how often a stream without XMPP pings (Config.PingInterval < 0) gets a whitespace ping
-// (RFC 6120 §4.6.1), as gosrc.io/xmpp's client sent: a dead connection
-// then fails a write, which ends the session.
+// keepaliveInterval is how often a stream without XMPP pings
+// (Config.PingInterval < 0) gets a whitespace ping (RFC 6120 §4.6.1), as
+// gosrc.io/xmpp's client sent: a dead connection then fails a write, which
+// ends the session.
 const keepaliveInterval = 30 * time.Second
 
 // libTransport carries stanzas on a stream the session negotiated itself
