@@ -154,7 +154,11 @@ func RemovePartial(p Partial) error {
 func openPart(ctx context.Context, part string, want *Partial, canRange bool) (*os.File, int64, hash.Hash, error) {
 	h := newHash(want.Algo)
 	if canRange {
-		if p, err := readPartial(part); err == nil && p.matches(want) && p.Have > 0 && p.Have < p.Size {
+		// A part that holds every byte lost only the stream's end: it asks
+		// for the last byte again, since a range of nothing is not
+		// something every sender can send.
+		if p, err := readPartial(part); err == nil && p.matches(want) && p.Have > 0 && p.Have <= p.Size && p.Size > 1 {
+			p.Have = min(p.Have, p.Size-1)
 			// O_NOFOLLOW: a symlink planted at the part name is never
 			// written through.
 			f, err := os.OpenFile(part, os.O_RDWR|noFollow, 0o600)
