@@ -3,6 +3,7 @@ package ibb
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -71,9 +72,7 @@ func newConn(s Session, m *Manager, remote, sid string, blockSize int, opts Opti
 		ackTimeout: opts.AckTimeout,
 		changed:    make(chan struct{}),
 		blockSize:  blockSize,
-		// A few blocks of slack let acknowledgements run ahead of a bursty
-		// reader without letting a stalled one grow memory.
-		bufMax:  4 * blockSize,
+		bufMax:  readBufMax(blockSize),
 		next:    opts.firstSeq,
 		waiting: make(map[uint16]bool),
 		wseq:    opts.firstSeq,
@@ -120,9 +119,17 @@ func (c *Conn) OnThrottled(f func(bytesPerSecond float64)) {
 // setBlockSizeLocked sets the block size agreed with the peer, and what
 // depends on it.
 func (c *Conn) setBlockSizeLocked(bs int) {
-	c.blockSize, c.bufMax = bs, 4*bs
+	c.blockSize, c.bufMax = bs, readBufMax(bs)
 	c.win.configure(c.opts.Window, c.opts.MaxInFlight, bs)
 }
+
+// readBufMax is how much data a stream holds for its reader: some slack
+// lets acknowledgements run ahead of a bursty reader (a file write, a
+// hash) without letting a stalled one grow memory. With less than 64 KiB
+// the session's read loop, which stores chunks faster than a reader
+// takes them, would hand every other chunk to a goroutine that waits for
+// room (takeData).
+func readBufMax(blockSize int) int { return max(4*blockSize, 64<<10) }
 
 // LocalAddr returns our full JID.
 func (c *Conn) LocalAddr() net.Addr { return Addr{JID: c.local} }
@@ -472,6 +479,33 @@ func (c *Conn) handleData(ctx context.Context, d dataChunk) error {
 	c.buf.Write(payload)
 	c.next++
 	return nil
+}
+
+// takeData is handleData for the session's read loop: it takes the chunk
+// only if that needs no waiting (the next in sequence, with room in the
+// buffer) and reports whether it did; a chunk it leaves goes to handleData.
+func (c *Conn) takeData(d dataChunk) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.remoteClosed || c.rerr != nil {
+		return true, session.NewError(session.CondItemNotFound, "bytestream closed")
+	}
+	if d.Seq != c.next || c.headBusy {
+		return false, nil
+	}
+	if n := base64.StdEncoding.DecodedLen(len(d.Text)); c.buf.Len() > 0 && c.buf.Len()+n > c.bufMax {
+		return false, nil
+	}
+	c.buf.Grow(min(base64.StdEncoding.DecodedLen(len(d.Text)), c.blockSize+3))
+	payload, err := decodeBlockBytes(c.buf.AvailableBuffer(), d.Text, c.blockSize)
+	if err != nil {
+		c.failLocked(fmt.Errorf("%w: chunk %d: %v", ErrBadData, d.Seq, err))
+		return true, session.NewError(session.CondBadRequest, err.Error())
+	}
+	c.buf.Write(payload) // in place: payload is the buffer's own free space
+	c.next++
+	c.notifyLocked()
+	return true, nil
 }
 
 // blockPool holds the buffers incoming chunks are decoded into before they

@@ -423,7 +423,7 @@ func TestGapIsUnexpected(t *testing.T) {
 func TestBackpressure(t *testing.T) {
 	const bs, window = 1024, 4
 	w, r := openPair(t, "bp", Options{BlockSize: bs, Window: window}, Options{})
-	data := randomBytes(t, 64*bs)
+	data := randomBytes(t, readBufMax(bs)+32*bs) // more than the buffer and the window hold
 	written := make(chan int, 1)
 	go func() {
 		n, _ := w.Write(data)

@@ -53,7 +53,35 @@ func NewManager(s Session, opts Options) *Manager {
 		expected: make(map[streamKey]*expectation),
 	}
 	s.Handle(session.TypeSet, NS, m.HandleIQ)
+	if in, ok := s.(inlineSession); ok {
+		in.HandleInline(session.TypeSet, NS, m.takeInline)
+	}
 	return m
+}
+
+// inlineSession is a Session that can hand IQs to a handler on its read
+// loop (*session.Session).
+type inlineSession interface {
+	HandleInline(typ, ns string, h session.InlineHandler)
+}
+
+// takeInline takes a data chunk on the session's read loop when it can
+// without waiting: the next in sequence, with room in its stream's buffer.
+// Anything else goes to HandleIQ on a goroutine of its own.
+func (m *Manager) takeInline(iq *session.IQ) ([]byte, bool, error) {
+	if iq.PayloadName().Local != "data" {
+		return nil, false, nil
+	}
+	d, err := parseChunk(iq.Payload)
+	if err != nil {
+		return nil, true, session.NewError(session.CondBadRequest, err.Error())
+	}
+	c := m.lookup(d.SID, iq.From)
+	if c == nil {
+		return nil, true, session.NewError(session.CondItemNotFound, "no such bytestream")
+	}
+	handled, err := c.takeData(d)
+	return nil, handled, err
 }
 
 // Expect announces that from (a full JID) will open the stream sid. Call it

@@ -35,6 +35,8 @@ type peekReader struct {
 	rpos int // unread bytes are buf[rpos:wpos]
 	wpos int
 	err  error // sticky, returned once the buffer is empty
+
+	beforeRead func() // called before each read of r: the session's queued answers go out
 }
 
 const (
@@ -69,6 +71,9 @@ func (p *peekReader) fill() error {
 		nb := make([]byte, min(2*len(p.buf), maxFastStanza+peekBufSize))
 		copy(nb, p.buf[:p.wpos])
 		p.buf = nb
+	}
+	if p.beforeRead != nil {
+		p.beforeRead()
 	}
 	for range 100 {
 		n, err := p.r.Read(p.buf[p.wpos:])
@@ -107,6 +112,9 @@ func (p *peekReader) Read(b []byte) (int, error) {
 			return 0, p.err
 		}
 		if len(b) >= len(p.buf) {
+			if p.beforeRead != nil {
+				p.beforeRead()
+			}
 			return p.r.Read(b) // nothing buffered: read straight through
 		}
 		if err := p.fill(); err != nil && p.rpos == p.wpos {
@@ -305,7 +313,7 @@ func (s *scanner) endTag(name []byte) bool {
 }
 
 // parseFastIQ looks at the start of b for an IQ the fast path takes. With
-// fastOK it returns the IQ, its payload copied out of b, and the length of
+// fastOK it returns the IQ, its payload a slice of b, and the length of
 // the stanza in b.
 func parseFastIQ(b []byte) (*IQ, int, fastStatus) {
 	s := scanner{b: b}
@@ -387,7 +395,7 @@ func parseFastIQ(b []byte) (*IQ, int, fastStatus) {
 	if !s.endTag([]byte("iq")) {
 		return nil, 0, s.verdict()
 	}
-	iq.Payload = bytes.Clone(b[start:end])
+	iq.Payload = b[start:end]
 	return iq, s.i, fastOK
 }
 

@@ -91,7 +91,11 @@ func newReader(stream string, bufSize int) func() (any, error) {
 		if herr != nil {
 			return nil, herr
 		}
-		return t.next()
+		p, aliased, err := t.next()
+		if iq, ok := p.(*IQ); ok && aliased {
+			iq.Payload = bytes.Clone(iq.Payload) // the caller keeps it past the next read
+		}
+		return p, err
 	}
 }
 

@@ -85,27 +85,31 @@ func (t *libTransport) keepalive(s *Session) {
 
 // next reads the next packet: an *IQ, or what stanza.NextPacket returns
 // for anything else.
-func (t *libTransport) next() (any, error) {
+// The fast path's IQ payload is a slice of the reader's buffer (aliased).
+func (t *libTransport) next() (p any, aliased bool, err error) {
 	if t.fast {
 		if iq := t.rd.fastStanza(); iq != nil {
-			return iq, nil
+			return iq, true, nil
 		}
 	}
-	p, err := stanza.NextPacket(t.dec)
+	p, err = stanza.NextPacket(t.dec)
 	if iq, ok := p.(*stanza.IQ); ok && err == nil {
-		return fromLibIQ(iq), nil
+		return fromLibIQ(iq), false, nil
 	}
-	return p, err
+	return p, false, err
 }
 
-// readLoop hands every stanza to the session, each on its own goroutine
-// as the library's router did, until the stream ends. Any error ends the
-// session: a failed read, a stream error, the server's stream close.
+// readLoop hands every stanza to the session until the stream ends: each
+// on its own goroutine as the library's router did, but what the session
+// takes inline (inline.go), whose answers go out before the next read.
+// Any error ends the session: a failed read, a stream error, the server's
+// stream close.
 func (t *libTransport) readLoop(s *Session) {
 	defer close(t.readDone)
 	defer t.stopOnce.Do(func() { close(t.stop) })
+	t.rd.beforeRead = s.flushAnswers
 	for {
-		p, err := t.next()
+		p, aliased, err := t.next()
 		if err != nil {
 			s.fail(fmt.Errorf("%w: %s", ErrDisconnected, readFailure(err)))
 			t.conn.Close()
@@ -113,7 +117,7 @@ func (t *libTransport) readLoop(s *Session) {
 		}
 		switch st := p.(type) {
 		case *IQ:
-			go s.dispatch(st)
+			s.route(st, aliased, true)
 		case stanza.Presence:
 			go s.dispatchPresence(Presence{From: st.From, Type: string(st.Type), Priority: int(st.Priority)})
 		case stanza.Message:

@@ -74,11 +74,16 @@ type Session struct {
 	ctx    context.Context // cancelled when the session ends
 	cancel context.CancelFunc
 
-	sendMu sync.Mutex // one stanza per write, never interleaved
+	sendMu   sync.Mutex  // one stanza per write, never interleaved
+	deferMu  sync.Mutex  // guards deferred
+	deferred []byte      // inline answers not yet written (inline.go)
+	spare    []byte      // the other buffer, under sendMu
+	flushing atomic.Bool // a goroutine waits to write deferred
 
 	mu        sync.Mutex
 	pending   map[string]pendingIQ
 	handlers  map[handlerKey]Handler
+	inline    map[handlerKey]InlineHandler
 	presences []func(Presence)
 	online    map[string]Presence // full JID → latest available presence
 	messages  []func(Message)
@@ -105,6 +110,7 @@ func newSession(jid string, tr transport, iqTimeout time.Duration, debug io.Writ
 		cancel:    cancel,
 		pending:   make(map[string]pendingIQ),
 		handlers:  map[handlerKey]Handler{{TypeGet, NSPing}: answerPing},
+		inline:    make(map[handlerKey]InlineHandler),
 		online:    make(map[string]Presence),
 		done:      make(chan struct{}),
 	}
@@ -134,6 +140,7 @@ func (s *Session) Err() error {
 // answered: call it after removing the handlers (Handle with nil) and
 // before Close, so that no answer is lost with the connection.
 func (s *Session) Quiesce(ctx context.Context) error {
+	s.flushAnswers()
 	s.mu.Lock()
 	if s.inflight == 0 {
 		s.mu.Unlock()
@@ -164,6 +171,7 @@ func (s *Session) handled() {
 
 // Close ends the session. It is safe to call more than once.
 func (s *Session) Close() error {
+	s.flushAnswers()
 	if s.fail(ErrClosed) {
 		return s.tr.close()
 	}
@@ -191,12 +199,13 @@ func (s *Session) fail(err error) bool {
 
 // Handle registers h for incoming IQs of type typ ("get" or "set") whose
 // payload is in namespace ns. A later registration replaces an earlier one;
-// a nil h removes it.
+// a nil h removes it, and the InlineHandler of the same type and namespace.
 func (s *Session) Handle(typ, ns string, h Handler) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if h == nil {
 		delete(s.handlers, handlerKey{typ, ns})
+		delete(s.inline, handlerKey{typ, ns})
 		return
 	}
 	s.handlers[handlerKey{typ, ns}] = h
@@ -235,12 +244,7 @@ func (s *Session) Send(stanza []byte) error {
 	if s.debug != nil {
 		fmt.Fprintf(s.debug, "SEND %s\n", stanza)
 	}
-	if err := s.tr.send(stanza); err != nil {
-		err = fmt.Errorf("%w: %v", ErrDisconnected, err)
-		s.fail(err)
-		return err
-	}
-	return nil
+	return s.writeLocked(stanza)
 }
 
 // SendPresence sends a presence stanza of the given type ("" is available)
@@ -327,6 +331,11 @@ func displayJID(to, domain string) string {
 
 // Reply sends a result (or, with a non-nil err, an error) answering req.
 func (s *Session) Reply(req *IQ, payload []byte, err error) error {
+	return s.Send(s.answer(req, payload, err).Marshal())
+}
+
+// answer is the result, or with a non-nil err the error, answering req.
+func (s *Session) answer(req *IQ, payload []byte, err error) *IQ {
 	res := &IQ{ID: req.ID, To: req.From, Type: TypeResult, Payload: payload}
 	if err != nil {
 		var se *StanzaError
@@ -335,7 +344,7 @@ func (s *Session) Reply(req *IQ, payload []byte, err error) error {
 		}
 		res.Type, res.Payload, res.Error = TypeError, nil, se
 	}
-	return s.Send(res.Marshal())
+	return res
 }
 
 // dispatch routes one incoming IQ. It is called on a goroutine of its own.

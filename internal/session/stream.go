@@ -89,7 +89,7 @@ func (t *streamTransport) readLoop(s *Session) {
 					iq.Payload = c.raw
 				}
 			}
-			go s.dispatch(iq)
+			s.route(iq, false, false)
 		case "presence":
 			p := Presence{From: w.attr("from"), Type: w.attr("type")}
 			for _, c := range splitChildren(w.Inner) {
