@@ -81,16 +81,30 @@ func (e *ReplyError) Unwrap() error { return ErrRefused }
 // ctx's deadline is set on conn and its cancellation unblocks the I/O; the
 // conn's deadline is cleared on return. On success conn carries the
 // bytestream; on failure the caller closes it.
-func ClientHandshake(ctx context.Context, conn net.Conn, dstAddr string) (err error) {
+func ClientHandshake(ctx context.Context, conn net.Conn, dstAddr string) error {
+	if err := checkDstAddr(dstAddr); err != nil {
+		return err
+	}
+	if err := clientGreeting(ctx, conn); err != nil {
+		return err
+	}
+	return ClientConnect(ctx, conn, dstAddr)
+}
+
+func checkDstAddr(dstAddr string) error {
 	if len(dstAddr) == 0 || len(dstAddr) > 255 {
 		return fmt.Errorf("s5b: destination address of %d bytes (want 1 to 255)", len(dstAddr))
 	}
+	return nil
+}
+
+// clientGreeting offers NO-AUTH and reads the method the server chose.
+func clientGreeting(ctx context.Context, conn net.Conn) (err error) {
 	stop, err := watchContext(ctx, conn)
 	if err != nil {
 		return err
 	}
 	defer func() { err = stop(err) }()
-
 	if _, err := conn.Write([]byte{socksVersion, 1, methodNoAuth}); err != nil {
 		return fmt.Errorf("s5b: sending SOCKS5 greeting: %w", err)
 	}
@@ -108,7 +122,21 @@ func ClientHandshake(ctx context.Context, conn net.Conn, dstAddr string) (err er
 	default:
 		return fmt.Errorf("%w: server chose method %#x, which was not offered", ErrProtocol, b[1])
 	}
+	return nil
+}
 
+// ClientConnect is the second half of ClientHandshake, on a conn whose
+// greeting is done (Greet): the CONNECT to dstAddr and its reply.
+func ClientConnect(ctx context.Context, conn net.Conn, dstAddr string) (err error) {
+	if err := checkDstAddr(dstAddr); err != nil {
+		return err
+	}
+	stop, err := watchContext(ctx, conn)
+	if err != nil {
+		return err
+	}
+	defer func() { err = stop(err) }()
+	var b [4]byte
 	req := make([]byte, 0, 7+len(dstAddr))
 	req = append(req, socksVersion, cmdConnect, 0, atypDomain, byte(len(dstAddr)))
 	req = append(req, dstAddr...)
@@ -157,6 +185,33 @@ func ClientHandshake(ctx context.Context, conn net.Conn, dstAddr string) (err er
 // within timeout (when positive) and ctx. The returned conn is the dialer's
 // own (a *net.TCPConn), so CloseWrite is available.
 func Dial(ctx context.Context, h Streamhost, dstAddr string, timeout time.Duration) (net.Conn, error) {
+	if err := checkDstAddr(dstAddr); err != nil {
+		return nil, err
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	conn, err := Greet(ctx, h, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := ClientConnect(ctx, conn, dstAddr); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("s5b: streamhost %s (%s): %w", h.JID, h.Addr(), err)
+	}
+	return conn, nil
+}
+
+// Greet connects to a streamhost and runs the SOCKS5 greeting, within
+// timeout (when positive) and ctx, leaving the CONNECT, which names the
+// stream, to ClientConnect. A requester greets its proxies while the
+// target is still connecting, so that the round trips of the TCP and
+// SOCKS5 handshakes overlap the target's; it names the stream only once
+// the target reported the proxy it used, as XEP-0065 orders it: some
+// proxies take the first connection of a stream for the target's.
+func Greet(ctx context.Context, h Streamhost, timeout time.Duration) (net.Conn, error) {
 	if h.Host == "" || h.Port < 1 || h.Port > 65535 {
 		return nil, fmt.Errorf("%w: %q port %d", ErrBadStreamhost, h.Host, h.Port)
 	}
@@ -170,7 +225,7 @@ func Dial(ctx context.Context, h Streamhost, dstAddr string, timeout time.Durati
 	if err != nil {
 		return nil, fmt.Errorf("s5b: connecting to streamhost %s (%s): %w", h.JID, h.Addr(), err)
 	}
-	if err := ClientHandshake(ctx, conn, dstAddr); err != nil {
+	if err := clientGreeting(ctx, conn); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("s5b: streamhost %s (%s): %w", h.JID, h.Addr(), err)
 	}
