@@ -50,6 +50,20 @@ type window struct {
 	roundSlow    bool  // an acknowledgement of this round was slow
 	lastCutRound int64 // limit is cut at most once per round
 
+	// Startup, as BBR's: the window grows by one chunk per acknowledgement
+	// (doubling per round trip) from the second round trip on, instead
+	// of by the rate estimate alone, whose samples lag a round behind
+	// (and which a server's Nagle, holding acknowledgements for a round
+	// trip of its own, slows further), until the delivery rate stops
+	// growing (by a quarter within startupRounds round trips). An
+	// acknowledgement that queued (over twice the quickest round trip, and
+	// minQueueDelay over it: Nagle and delayed ACKs add less) adds
+	// nothing: a fresh TCP connection's own slow start queues chunks for a
+	// few of its round trips, a rate-limited server all the time.
+	startup    bool
+	fullRate   float64 // best rate when startup last saw it grow
+	flatRounds int     // round trips since
+
 	th throttle
 }
 
@@ -61,6 +75,9 @@ const (
 	windowGain = 2
 	// rateRounds is how many round trips the best delivery rate is kept.
 	rateRounds = 10
+	// startupRounds round trips without a quarter more delivery rate end
+	// startup.
+	startupRounds = 3
 )
 
 // chunkSend is what the window records about one chunk when it leaves.
@@ -93,6 +110,7 @@ func (w *window) configure(fixed, maxInFlight, blockSize int) {
 	w.max = min(max(maxInFlight/blockSize, 1), ahead)
 	w.floor = min(DefaultWindow, w.max)
 	w.cwnd, w.limit = w.floor, w.max
+	w.startup = true
 }
 
 // size is how many chunks may be unacknowledged now.
@@ -129,6 +147,7 @@ func (w *window) adapt(now time.Time, rtt time.Duration, s chunkSend) {
 	rate := float64(w.delivered-s.delivered) / elapsed.Seconds()
 
 	if s.delivered >= w.nextRound { // the first chunk of a new round trip
+		w.endStartupIfFlat()
 		w.round++
 		w.nextRound = w.delivered
 		w.rates[w.round%rateRounds] = 0
@@ -151,7 +170,33 @@ func (w *window) adapt(now time.Time, rtt time.Duration, s chunkSend) {
 		best = max(best, r)
 	}
 	target := int(math.Ceil(windowGain * best * w.minRTT.Seconds()))
+	queued := rtt > 2*w.minRTT && rtt-w.minRTT > minQueueDelay
+	if w.startup && w.round > 1 && !queued {
+		target = max(target, w.cwnd+1)
+	}
 	w.cwnd = min(max(target, w.floor), w.max, w.limit)
+	if w.cwnd == w.max {
+		w.startup = false
+	}
+}
+
+// endStartupIfFlat ends startup, at the start of a round trip, once the
+// best delivery rate has not grown by a quarter for startupRounds.
+func (w *window) endStartupIfFlat() {
+	if !w.startup {
+		return
+	}
+	best := 0.0
+	for _, r := range w.rates {
+		best = max(best, r)
+	}
+	if best >= 1.25*w.fullRate {
+		w.fullRate, w.flatRounds = best, 0
+		return
+	}
+	if w.flatRounds++; w.flatRounds >= startupRounds {
+		w.startup = false
+	}
 }
 
 // failed records an error answer or a missing acknowledgement: the stream

@@ -186,7 +186,7 @@ const (
 // most the service's limit.
 func wanSize(way int, l wanLink, secs float64) int64 {
 	rtt := l.rtt.Seconds()
-	est := map[int]float64{wayDirect: 60e6, wayRelay: 25e6, wayIBB: 2.5e6, wayIBBFixed: 2.5e6, wayUpload: 20e6}[way]
+	est := map[int]float64{wayDirect: 60e6, wayRelay: 25e6, wayIBB: 4e6, wayIBBFixed: 4e6, wayUpload: 20e6}[way]
 	hopRTT, hopLoss := rtt, l.loss
 	if way == wayDirect {
 		hopRTT, hopLoss = 2*rtt, 1-(1-l.loss)*(1-l.loss)
