@@ -170,30 +170,26 @@ func TestWindowAdapts(t *testing.T) {
 	}
 }
 
-// Startup doubles the window per round trip. The path is the bench's
-// 80 ms links: at least 160 ms from chunk to acknowledgement, which
-// Prosody's Nagle sends in bursts once per 80 ms. The rate estimate alone, whose samples
-// the bursts stretch, took eight round trips to 256 chunks there.
+// Startup doubles the window per round trip, on the bench's 80 ms links:
+// at least 165 ms from chunk to acknowledgement, which Prosody's Nagle
+// sends in bursts once per 80 ms. (The bench's trace took eight round
+// trips to 256 chunks without startup; this path, without the TCP slow
+// start of a real one, lets the estimate alone keep up.)
 func TestWindowStartup(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		startup bool
-		within  float64 // round trips
-	}{
-		{"startup", true, 6},
-		{"the estimate alone", false, 100},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			const rtt = 165 * time.Millisecond
-			w := newWindow(0, DefaultMaxInFlight, 4096, DefaultAckTimeout, throttle{})
-			w.startup = tc.startup
-			res := simulate(w, link{rtt: rtt, nagle: 80 * time.Millisecond}, 4000, 4096)
-			rounds := float64(res.fullAt) / float64(rtt)
-			t.Logf("256 chunks after %.1f round trips", rounds)
-			if res.maxCwnd != 256 || rounds > tc.within {
-				t.Errorf("window %d after %.1f round trips, want 256 within %g", res.maxCwnd, rounds, tc.within)
-			}
-		})
+	rounds := func(startup bool) float64 {
+		const rtt = 165 * time.Millisecond
+		w := newWindow(0, DefaultMaxInFlight, 4096, DefaultAckTimeout, throttle{})
+		w.startup = startup
+		res := simulate(w, link{rtt: rtt, nagle: 80 * time.Millisecond}, 4000, 4096)
+		if res.maxCwnd != 256 {
+			t.Fatalf("startup %v: the window reached %d, want 256", startup, res.maxCwnd)
+		}
+		return float64(res.fullAt) / float64(rtt)
+	}
+	with, without := rounds(true), rounds(false)
+	t.Logf("256 chunks after %.1f round trips (%.1f without startup)", with, without)
+	if with > 5 || with > without {
+		t.Errorf("startup took %.1f round trips to 256 chunks, want at most 5 and no more than without it (%.1f)", with, without)
 	}
 }
 
