@@ -714,6 +714,13 @@ func rawRelay(ctx context.Context, h hosts, self string, s *server, dir string, 
 		recv.Wait()
 		return result{}, errors.New("relay receiver did not connect to the proxy")
 	}
+	// A relay needs both ends connected, one after the other, as XEP-0065
+	// has it: the row's seconds count the target's connect too, as xfer's
+	// count its target's.
+	var targetConnect float64
+	if _, err := fmt.Sscanf(lines.Text(), "ready %g", &targetConnect); err != nil {
+		return result{}, fmt.Errorf("relay receiver: %q: %w", lines.Text(), err)
+	}
 	if _, err := io.WriteString(sendIn, "go\n"); err != nil {
 		return result{}, err
 	}
@@ -733,6 +740,7 @@ func rawRelay(ctx context.Context, h hosts, self string, s *server, dir string, 
 	if err := senderSeconds(&res, sendRep); err != nil {
 		return result{}, err
 	}
+	res.seconds += targetConnect
 	res.sendRSS, res.sendCPU = usage(send.ProcessState)
 	res.wall = wall
 	if cpu1 := procCPU(s.pid); cpu0 >= 0 && cpu1 >= 0 {
@@ -803,6 +811,7 @@ func child(role string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var d net.Dialer
+		start := time.Now()
 		c, err := d.DialContext(ctx, "tcp", os.Getenv(addrEnv))
 		if err != nil {
 			return err
@@ -810,7 +819,7 @@ func child(role string) error {
 		if err := s5b.ClientHandshake(ctx, c, os.Getenv(dstEnv)); err != nil {
 			return err
 		}
-		fmt.Println("ready")
+		fmt.Println("ready", time.Since(start).Seconds()) // the target's connect, for the row's seconds
 		return receive(c, file, hashMode != "")
 	case "tcp-send":
 		f, err := openHashed(file, hashMode)
@@ -1356,7 +1365,7 @@ func printTable(w io.Writer, cfg config, rows []*row) {
 	tw.Flush()
 	fmt.Fprintln(w, "defaults: xfer's own settings (README: --ibb-block-size 4096, an adaptive in-band window of 16 chunks to 1 MiB; S5B offers its own loopback streamhost, then the proxy); Prosody with Nagle on and TLS, as Debian ships it.")
 	fmt.Fprintln(w, "xfer s5b / xfer ibb: SI (XEP-0096, send --method s5b / ibb); xfer jingle-s5b / jingle-ibb: Jingle file transfer (XEP-0234 over XEP-0260 / XEP-0261, --method jingle-s5b / jingle-ibb), the same file, right after its SI row. Both done events' method and via were checked, and every received file against the source (SI: md5, Jingle: sha-256 digest, and the file's MD5 on disk).")
-	fmt.Fprintln(w, "seconds: as the sender sees it, to its close: xfer from the bytestream negotiation after the accept (the --json done event; Jingle's also waits for the receiver's session-terminate, which comes after its fsync); raw from its connect. The receiver may still have the socket buffers (tens of MiB on loopback) to drain.")
+	fmt.Fprintln(w, "seconds: as the sender sees it, to its close: xfer from the bytestream negotiation after the accept (the --json done event; Jingle's also waits for the receiver's session-terminate, which comes after its fsync); raw from its connect (the SOCKS5 relay: the target's connect, then the requester's connect to its close). The receiver may still have the socket buffers (tens of MiB on loopback) to drain.")
 	fmt.Fprintln(w, "saved s: xfer, from the sender's accepted event to the receiver's done event (bytestream negotiation, transfer, hash checked, fsync, rename): the same span for SI and Jingle. to 1st byte s: the send process's start to its first progress event (login, hashing, finding bob, offer, accept, bytestream negotiation); login to 1st byte ms: from its online event (logged in) to the same (finding bob, offer, accept, bytestream negotiation; target: 50 ms for S5B direct on loopback).")
 	fmt.Fprintln(w, "speed vs / saved vs: MB/s over the MB/s of the row named, for the same file size; xfer s5b is compared with the raw copy that, like xfer, hashes the file before sending, each Jingle row with its SI row.")
 	fmt.Fprintln(w, "send wall s: the whole sending process (xfer: login, MD5 and SHA-256 of the file, finding bob, offer, transfer; raw: MD5 when hashing first, relay login, transfer). MB/s = 10^6 bytes/s.")

@@ -293,7 +293,7 @@ func printWAN(w io.Writer, cfg config, rows []*row) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "RTT: each client's round trip to the server (sender and receiver on links of their own; directly, sender to receiver crosses both: twice the RTT). loss: per link crossed, each way. Emulated in user space (tools/bench/internal/wanlink: TUN devices in network namespaces, MTU 1500).")
-	fmt.Fprintln(w, "seconds: as the sender sees it (xfer: its done event, bytestream negotiation to close; raw: connect to close); xfer upload: the sender's offer to the receiver's file in place (slot, PUT, link, GET). to 1st byte s: the send process's start (login included) to its first progress event.")
+	fmt.Fprintln(w, "seconds: as the sender sees it (xfer: its done event, bytestream negotiation to close; raw: connect to close, the SOCKS5 relay's with the target's connect before it); xfer upload: the sender's offer to the receiver's file in place (slot, PUT, link, GET). to 1st byte s: the send process's start (login included) to its first progress event.")
 	fmt.Fprintf(w, "IBB bound: what may be in flight / round trip: %d KiB (the adaptive window's ceiling; the fixed window row: %d × %d B) / (2 × RTT): each chunk's acknowledgement comes back from the receiver through the server. speed vs: over the named row's MB/s, or over the IBB bound when the row has no base.\n", ibbMaxInFlight>>10, ibbWindow, ibbBlock)
 	fmt.Fprintln(w, "packets lost: the emulator's drops over the packets it saw during the row. CPU s: user+system; emulator CPU s is the bench process's own (it forwards every packet). The machine is shared: compare the ratios within this run.")
 }
