@@ -493,10 +493,11 @@ func (c *Conn) takeData(d dataChunk) (bool, error) {
 	if d.Seq != c.next || c.headBusy {
 		return false, nil
 	}
-	if n := base64.StdEncoding.DecodedLen(len(d.Text)); c.buf.Len() > 0 && c.buf.Len()+n > c.bufMax {
+	n := base64.StdEncoding.DecodedLen(len(d.Text))
+	if c.buf.Len() > 0 && c.buf.Len()+n > c.bufMax {
 		return false, nil
 	}
-	c.buf.Grow(min(base64.StdEncoding.DecodedLen(len(d.Text)), c.blockSize+3))
+	c.buf.Grow(min(n, c.blockSize+3))
 	payload, err := decodeBlockBytes(c.buf.AvailableBuffer(), d.Text, c.blockSize)
 	if err != nil {
 		c.failLocked(fmt.Errorf("%w: chunk %d: %v", ErrBadData, d.Seq, err))

@@ -71,13 +71,16 @@ func (s *Session) tryInline(iq *IQ, deferred bool) bool {
 		return false
 	}
 	s.heard.Store(time.Now().UnixNano())
+	if s.debug != nil {
+		fmt.Fprintf(s.debug, "RECV %s\n", iq.Marshal())
+	}
 	answer := s.answer(iq, payload, err).Marshal()
 	if !deferred {
 		_ = s.Send(answer)
 		return true
 	}
 	if s.debug != nil {
-		fmt.Fprintf(s.debug, "RECV %s\nSEND %s\n", iq.Marshal(), answer)
+		fmt.Fprintf(s.debug, "SEND %s\n", answer)
 	}
 	s.deferMu.Lock()
 	s.deferred = append(s.deferred, answer...)
