@@ -50,12 +50,12 @@ type window struct {
 	roundSlow    bool  // an acknowledgement of this round was slow
 	lastCutRound int64 // limit is cut at most once per round
 
-	// Startup, as BBR's: the window grows by one chunk per acknowledgement
-	// (doubling per round trip) from the second round trip on, instead
-	// of by the rate estimate alone, whose samples lag a round behind
-	// (and which a server's Nagle, holding acknowledgements for a round
-	// trip of its own, slows further), until the delivery rate stops
-	// growing (by a quarter within startupRounds round trips). An
+	// Startup, as BBR's: the window grows by startupStep chunks per
+	// acknowledgement (tripling per round trip) from the second round
+	// trip on, instead of by the rate estimate alone, whose samples lag a
+	// round behind (and which a server's Nagle, holding acknowledgements
+	// for a round trip of its own, slows further), until the delivery rate
+	// stops growing (by a quarter within startupRounds round trips). An
 	// acknowledgement that queued (over twice the quickest round trip, and
 	// minQueueDelay over it: Nagle and delayed ACKs add less) adds
 	// nothing: a fresh TCP connection's own slow start queues chunks for a
@@ -78,6 +78,12 @@ const (
 	// startupRounds round trips without a quarter more delivery rate end
 	// startup.
 	startupRounds = 3
+	// startupStep is how many chunks the window grows by per
+	// acknowledgement in startup: 2 triples it per round trip (BBR's
+	// startup gain is 2.89), keeping up with the TCP slow start of the two
+	// links a chunk and its acknowledgement cross (each of which doubles
+	// per round trip of its own, twice within ours).
+	startupStep = 2
 )
 
 // chunkSend is what the window records about one chunk when it leaves.
@@ -172,7 +178,7 @@ func (w *window) adapt(now time.Time, rtt time.Duration, s chunkSend) {
 	target := int(math.Ceil(windowGain * best * w.minRTT.Seconds()))
 	queued := rtt > 2*w.minRTT && rtt-w.minRTT > minQueueDelay
 	if w.startup && w.round > 1 && !queued {
-		target = max(target, w.cwnd+1)
+		target = max(target, w.cwnd+startupStep)
 	}
 	w.cwnd = min(max(target, w.floor), w.max, w.limit)
 	if w.cwnd == w.max {

@@ -170,7 +170,7 @@ func TestWindowAdapts(t *testing.T) {
 	}
 }
 
-// Startup doubles the window per round trip, on the bench's 80 ms links:
+// Startup triples the window per round trip, on the bench's 80 ms links:
 // at least 165 ms from chunk to acknowledgement, which Prosody's Nagle
 // sends in bursts once per 80 ms. (The bench's trace took eight round
 // trips to 256 chunks without startup; this path, without the TCP slow
@@ -188,8 +188,8 @@ func TestWindowStartup(t *testing.T) {
 	}
 	with, without := rounds(true), rounds(false)
 	t.Logf("256 chunks after %.1f round trips (%.1f without startup)", with, without)
-	if with > 5 || with > without {
-		t.Errorf("startup took %.1f round trips to 256 chunks, want at most 5 and no more than without it (%.1f)", with, without)
+	if with > 3.5 || with > without {
+		t.Errorf("startup took %.1f round trips to 256 chunks, want at most 3.5 and no more than without it (%.1f)", with, without)
 	}
 }
 

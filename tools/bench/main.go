@@ -302,6 +302,7 @@ type result struct {
 	offered   float64 // the send process's start to its "offer" event (login, hashes, finding bob; Jingle: also its candidates)
 	accepted  float64 // the send process's start to its "accepted" event
 	loginByte float64 // the sender's "online" event (logged in) to its first byte: disco, offer, accept, bytestream
+	steady    float64 // bytes per second over the second half of the file, from the receiver's progress events
 	// -wan: packets the emulator forwarded and dropped during the row.
 	emuSent, emuLost uint64
 	emuCPU           float64 // this process's CPU seconds: the emulator's, mostly
@@ -1132,6 +1133,7 @@ func viaXfer(ctx context.Context, h hosts, xfer string, s *server, dir string, f
 			res.loginByte = p.Time.Sub(o.Time).Seconds()
 		}
 	}
+	res.steady = steadyRate(recvOut.Bytes(), size)
 	if w.method == "upload" {
 		// From the offer (before the upload slot is asked for) to the
 		// receiver's file in place: upload, message, download.
@@ -1148,6 +1150,31 @@ func viaXfer(ctx context.Context, h hosts, xfer string, s *server, dir string, f
 	}
 	res.serverHWMKB = procHWM(s.pid)
 	return res, nil
+}
+
+// steadyRate is the receiver's rate over the second half of a file of
+// size bytes, from its progress events (four a second at most) to its done
+// event: the rate once the transfer has started up (an adaptive window's
+// ramp, TCP's slow start), without the negotiation and the close. 0 when
+// the events do not tell (a file that took under a second).
+func steadyRate(out []byte, size int64) float64 {
+	var mid, last event
+	for line := range bytes.Lines(out) {
+		var ev event
+		if json.Unmarshal(line, &ev) != nil || ev.Time.IsZero() {
+			continue
+		}
+		switch {
+		case ev.Type == "progress" && mid.Time.IsZero() && ev.Bytes >= size/2:
+			mid = ev
+		case ev.Type == "progress" && !mid.Time.IsZero():
+			last = ev
+		}
+	}
+	if mid.Time.IsZero() || last.Time.IsZero() || !last.Time.After(mid.Time) || size-mid.Bytes < size/4 {
+		return 0
+	}
+	return float64(last.Bytes-mid.Bytes) / last.Time.Sub(mid.Time).Seconds()
 }
 
 func findEvent(out []byte, typ string) (event, bool) {
@@ -1316,6 +1343,7 @@ func medianOf(rs []result, f func(result) float64) float64 {
 
 func savedSecs(r result) float64 { return r.saved }
 func firstSecs(r result) float64 { return r.firstByte }
+func steadyOf(r result) float64  { return r.steady }
 func loginSecs(r result) float64 { return r.loginByte }
 
 // millis prints seconds as milliseconds, "-" for unknown.

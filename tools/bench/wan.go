@@ -249,6 +249,10 @@ func wanRows(cfg config, srv testserver.Options) []*row {
 			noNagle.NoNagle, noNagle.HTTPUpload = true, false
 			rows = append(rows, &row{method: "xfer ibb", settings: "defaults, Prosody TCP_NODELAY", base: ibb, server: noNagle,
 				size: ibb.size, link: l, bound: bound, args: []string{"--method", "ibb"}, want: want{"ibb", ""}})
+			// The fixed window against its bound without the server's
+			// Nagle: what the Nagle costs it (no base: vs its bound).
+			rows = append(rows, &row{method: "xfer ibb", settings: "fixed window 16, Prosody TCP_NODELAY", server: noNagle,
+				size: ibb16.size, link: l, bound: bound16, args: ibb16.args, want: want{"ibb", ""}})
 			rows = append(rows, &row{method: "xfer upload", settings: "HTTP File Upload (upload, link, download)", server: srv,
 				size: size(wayUpload), link: l, args: []string{"--method", "upload"}, want: want{"upload", "upload.localhost"}})
 		}
@@ -260,7 +264,7 @@ func wanRows(cfg config, srv testserver.Options) []*row {
 func printWAN(w io.Writer, cfg config, rows []*row) {
 	fmt.Fprintf(w, "\nxfer bench -wan: %d run(s), median shown; %s\n", cfg.runs, machine())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "RTT\tloss\tmethod\tsettings\tfile\tseconds\tMB/s\tspeed vs\tIBB bound MB/s\tto 1st byte s\tlogin to 1st byte ms\tsender CPU s\treceiver CPU s\tProsody CPU s\temulator CPU s\tpackets lost")
+	fmt.Fprintln(tw, "RTT\tloss\tmethod\tsettings\tfile\tseconds\tMB/s\t2nd half MB/s\tspeed vs\tIBB bound MB/s\tto 1st byte s\tlogin to 1st byte ms\tsender CPU s\treceiver CPU s\tProsody CPU s\temulator CPU s\tpackets lost")
 	for _, r := range rows {
 		if len(r.results) == 0 {
 			continue
@@ -286,14 +290,18 @@ func printWAN(w io.Writer, cfg config, rows []*row) {
 		if m.emuSent > 0 {
 			lost = fmt.Sprintf("%.2f %%", 100*float64(m.emuLost)/float64(m.emuSent))
 		}
-		fmt.Fprintf(tw, "%v\t%s %%\t%s\t%s\t%s\t%.3f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\n",
+		steady := "-"
+		if v := medianOf(r.results, steadyOf); v > 0 {
+			steady = fmt.Sprintf("%.2f", v/1e6)
+		}
+		fmt.Fprintf(tw, "%v\t%s %%\t%s\t%s\t%s\t%.3f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\n",
 			r.link.rtt, strconv.FormatFloat(100*r.link.loss, 'f', -1, 64), r.method, r.settings, human(r.size),
-			m.seconds, rate(m)/1e6, ratio, bound, secs3(medianOf(r.results, firstSecs)), millis(medianOf(r.results, loginSecs)),
+			m.seconds, rate(m)/1e6, steady, ratio, bound, secs3(medianOf(r.results, firstSecs)), millis(medianOf(r.results, loginSecs)),
 			secs(m.sendCPU), secs(m.recvCPU), secs(m.serverCPU), m.emuCPU, lost)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "RTT: each client's round trip to the server (sender and receiver on links of their own; directly, sender to receiver crosses both: twice the RTT). loss: per link crossed, each way. Emulated in user space (tools/bench/internal/wanlink: TUN devices in network namespaces, MTU 1500).")
-	fmt.Fprintln(w, "seconds: as the sender sees it (xfer: its done event, bytestream negotiation to close; raw: connect to close, the SOCKS5 relay's with the target's connect before it); xfer upload: the sender's offer to the receiver's file in place (slot, PUT, link, GET). to 1st byte s: the send process's start (login included) to its first progress event.")
+	fmt.Fprintln(w, "seconds: as the sender sees it (xfer: its done event, bytestream negotiation to close; raw: connect to close, the SOCKS5 relay's with the target's connect before it); xfer upload: the sender's offer to the receiver's file in place (slot, PUT, link, GET). to 1st byte s: the send process's start (login included) to its first progress event. 2nd half MB/s: the receiver's, from its progress event at half the file to its last (xfer rows of a second or more): the rate once started, without negotiation, ramp and close.")
 	fmt.Fprintf(w, "IBB bound: what may be in flight / round trip: %d KiB (the adaptive window's ceiling; the fixed window row: %d × %d B) / (2 × RTT): each chunk's acknowledgement comes back from the receiver through the server. speed vs: over the named row's MB/s, or over the IBB bound when the row has no base.\n", ibbMaxInFlight>>10, ibbWindow, ibbBlock)
 	fmt.Fprintln(w, "packets lost: the emulator's drops over the packets it saw during the row. CPU s: user+system; emulator CPU s is the bench process's own (it forwards every packet). The machine is shared: compare the ratios within this run.")
 }
