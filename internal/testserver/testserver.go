@@ -174,6 +174,9 @@ Component "deadproxy.localhost" "proxy65"
 {{end}}{{if .HTTPUpload}}
 Component "upload.localhost" "http_file_share"
 	http_file_share_size_limit = {{.UploadSizeLimit}}
+	-- the default daily quota per user is ten files of the limit: a
+	-- bench of several runs uploads more
+	http_file_share_daily_quota = 1024*1024*1024
 {{end}}`
 
 // Start starts a server; accounts are added with Register.
