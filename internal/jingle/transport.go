@@ -31,6 +31,7 @@ type negotiation struct {
 	hosts    map[string]s5b.Streamhost // our candidates by cid
 	directCh <-chan net.Conn
 	remote   []Candidate
+	greeted  *s5b.Greetings // our proxies, greeted while the peer connects
 
 	// XEP-0261
 	ibbSID    string
@@ -121,8 +122,9 @@ func (n *negotiation) transportElem(c *Content) {
 	}
 }
 
-// release withdraws what prepare set up.
+// release withdraws what prepare set up, and the greetings of our proxies.
 func (n *negotiation) release() {
+	n.greeted.Close()
 	if n.directCh != nil && n.t.Server != nil {
 		n.t.Server.Forget(n.dstAddr(true))
 		n.directCh = nil
@@ -209,6 +211,14 @@ func (n *negotiation) note(j *Jingle, r *s5bReports) bool {
 func (n *negotiation) establishS5B(ctx context.Context) (*Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(s5b.MaxStreamhosts+4)*n.t.HostTimeoutOrDefault())
 	defer cancel()
+	if len(n.t.Proxies) > 0 {
+		// Should the peer use one of our proxies, we connect to it last
+		// and activate it: the TCP and SOCKS5 greetings overlap the
+		// peer's connecting (as SI's requester does, see s5b.Greetings).
+		// Not before the peer accepted: a person may take minutes.
+		n.greeted = s5b.GreetAll(ctx, n.t.Proxies, n.t.HostTimeoutOrDefault())
+		defer n.greeted.Close()
+	}
 	dialed := make(chan dialResult, 1)
 	go func() { dialed <- n.dialRemote(ctx) }()
 	var ours *dialResult
@@ -318,8 +328,8 @@ func (n *negotiation) nominate(ctx context.Context, ours *dialResult, r *s5bRepo
 		n.release()
 		return nil, fmt.Errorf("%w: %s reported our streamhost but its connection did not arrive", errNoCandidate, n.c.peer)
 	}
-	n.release()
 	conn, err := n.activate(ctx, h, r.theirs.CID)
+	n.release()
 	if err != nil {
 		_ = n.transportInfo(ctx, &S5BTransport{ProxyError: &struct{}{}})
 		return nil, fmt.Errorf("%w: %w", errNoCandidate, err)
@@ -330,7 +340,7 @@ func (n *negotiation) nominate(ctx context.Context, ours *dialResult, r *s5bRepo
 // activate connects to our proxy candidate that the peer used, activates
 // the stream there and tells the peer (XEP-0260 §2.4).
 func (n *negotiation) activate(ctx context.Context, h s5b.Streamhost, cid string) (net.Conn, error) {
-	conn, err := s5b.Dial(ctx, h, n.dstAddr(true), n.t.HostTimeoutOrDefault())
+	conn, err := n.greeted.Connect(ctx, h, n.dstAddr(true), n.t.HostTimeoutOrDefault())
 	if err != nil {
 		return nil, fmt.Errorf("connecting to proxy %s: %w", h.JID, err)
 	}

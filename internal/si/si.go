@@ -82,8 +82,8 @@ func connectS5B(ctx context.Context, s Session, to, sid string, o *bytestream.Op
 	if len(hosts) == 0 {
 		return nil, "", fmt.Errorf("%w: no direct address and no proxy", s5b.ErrNoStreamhost)
 	}
-	greeted := greetProxies(ctx, o)
-	defer greeted.close()
+	greeted := s5b.GreetAll(ctx, o.Proxies, o.HostTimeoutOrDefault())
+	defer greeted.Close()
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout(o))
 	used, err := s5b.Request(rctx, s, to, sid, hosts)
 	cancel()
@@ -107,7 +107,7 @@ func connectS5B(ctx context.Context, s Session, to, sid string, o *bytestream.Op
 		if !session.EqualJID(h.JID, used) {
 			continue
 		}
-		conn, err := greeted.connect(ctx, h, dst, o.HostTimeoutOrDefault())
+		conn, err := greeted.Connect(ctx, h, dst, o.HostTimeoutOrDefault())
 		if err != nil {
 			return nil, "", fmt.Errorf("connecting to proxy %s at %s: %w", used, h.Addr(), err)
 		}
@@ -121,66 +121,6 @@ func connectS5B(ctx context.Context, s Session, to, sid string, o *bytestream.Op
 		return conn, "proxy " + session.Bare(used), nil // ejabberd adds a node resource
 	}
 	return nil, "", fmt.Errorf("%w: %s used %s", s5b.ErrUnexpectedStreamhost, to, used)
-}
-
-// greetedProxies are the connections to the proxies a requester offers,
-// greeted while the target chooses (s5b.Greet), by proxy address.
-type greetedProxies struct {
-	cancel context.CancelFunc
-	conns  map[string]chan net.Conn // nil: the greeting failed
-}
-
-func greetProxies(ctx context.Context, o *bytestream.Options) *greetedProxies {
-	ctx, cancel := context.WithCancel(ctx)
-	g := &greetedProxies{cancel: cancel, conns: make(map[string]chan net.Conn)}
-	for _, h := range o.Proxies {
-		if _, dup := g.conns[h.Addr()]; dup {
-			continue
-		}
-		ch := make(chan net.Conn, 1)
-		g.conns[h.Addr()] = ch
-		go func() {
-			c, err := s5b.Greet(ctx, h, o.HostTimeoutOrDefault())
-			if err != nil {
-				c = nil // connect dials again, and reports why it fails
-			}
-			ch <- c
-		}()
-	}
-	return g
-}
-
-// connect names the stream on the greeted connection to h, or on a new
-// one if that greeting failed.
-func (g *greetedProxies) connect(ctx context.Context, h s5b.Streamhost, dst string, timeout time.Duration) (net.Conn, error) {
-	ch := g.conns[h.Addr()]
-	delete(g.conns, h.Addr())
-	var c net.Conn
-	if ch != nil {
-		c = <-ch // bounded by the greeting's own timeout
-	}
-	if c == nil {
-		return s5b.Dial(ctx, h, dst, timeout)
-	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := s5b.ClientConnect(cctx, c, dst); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("s5b: streamhost %s (%s): %w", h.JID, h.Addr(), err)
-	}
-	return c, nil
-}
-
-// close ends the greetings not used, and closes their connections.
-func (g *greetedProxies) close() {
-	g.cancel()
-	for _, ch := range g.conns {
-		go func() {
-			if c := <-ch; c != nil {
-				c.Close()
-			}
-		}()
-	}
 }
 
 var errNoStream = errors.New("si: no bytestream came")

@@ -1,4 +1,4 @@
-package si
+package s5b
 
 import (
 	"context"
@@ -8,9 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"xfer/internal/bytestream"
-	"xfer/internal/s5b"
 )
 
 // scriptedProxy is a SOCKS5 streamhost that reports each step of each
@@ -20,7 +17,7 @@ type scriptedProxy struct {
 	events chan string
 }
 
-func newScriptedProxy(t *testing.T) (*scriptedProxy, s5b.Streamhost) {
+func newScriptedProxy(t *testing.T) (*scriptedProxy, Streamhost) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +33,7 @@ func newScriptedProxy(t *testing.T) (*scriptedProxy, s5b.Streamhost) {
 			go p.serve(c)
 		}
 	}()
-	return p, s5b.Streamhost{JID: "proxy.example.org", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port}
+	return p, Streamhost{JID: "proxy.example.org", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port}
 }
 
 func (p *scriptedProxy) serve(c net.Conn) {
@@ -76,13 +73,13 @@ func (p *scriptedProxy) next(t *testing.T, within time.Duration) string {
 // A requester greets its proxies before the target has answered, names
 // the stream only on the connection of the proxy used, once it is known,
 // and closes the greetings it did not use.
-func TestGreetedProxies(t *testing.T) {
+func TestGreetings(t *testing.T) {
 	used, hu := newScriptedProxy(t)
 	other, ho := newScriptedProxy(t)
 	ho.JID = "proxy2.example.org"
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	g := greetProxies(ctx, &bytestream.Options{Proxies: []s5b.Streamhost{hu, ho}, HostTimeout: 5 * time.Second})
+	g := GreetAll(ctx, []Streamhost{hu, ho}, 5*time.Second)
 	for _, p := range []*scriptedProxy{used, other} {
 		if e := p.next(t, 5*time.Second); e != "greeted" {
 			t.Fatalf("before the target answered: %q, want a greeting", e)
@@ -91,7 +88,7 @@ func TestGreetedProxies(t *testing.T) {
 	if e := used.next(t, 200*time.Millisecond); e != "" {
 		t.Fatalf("the stream was named before the target chose: %q", e)
 	}
-	c, err := g.connect(ctx, hu, "hash-of-the-stream", time.Second)
+	c, err := g.Connect(ctx, hu, "hash-of-the-stream", time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +96,7 @@ func TestGreetedProxies(t *testing.T) {
 	if e := used.next(t, 5*time.Second); e != "connect hash-of-the-stream" {
 		t.Fatalf("the proxy used saw %q", e)
 	}
-	g.close()
+	g.Close()
 	if e := other.next(t, 5*time.Second); e != "closed" {
 		t.Errorf("the greeting not used: %q, want it closed", e)
 	}
@@ -110,15 +107,15 @@ func TestGreetedProxies(t *testing.T) {
 
 // A greeting that failed is dialled again when its proxy is the one used,
 // and the error of that dial is what the requester reports.
-func TestGreetedProxyFailedGreeting(t *testing.T) {
+func TestGreetingsFailedGreeting(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	h := s5b.Streamhost{JID: "proxy.example.org", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port}
+	h := Streamhost{JID: "proxy.example.org", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port}
 	ln.Close() // nobody answers
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	g := greetProxies(ctx, &bytestream.Options{Proxies: []s5b.Streamhost{h}, HostTimeout: time.Second})
-	defer g.close()
-	_, err := g.connect(ctx, h, "hash", time.Second)
+	g := GreetAll(ctx, []Streamhost{h}, time.Second)
+	defer g.Close()
+	_, err := g.Connect(ctx, h, "hash", time.Second)
 	var op *net.OpError
 	if err == nil || !errors.As(err, &op) || !strings.Contains(err.Error(), "proxy.example.org") {
 		t.Fatalf("connect: %v, want the dial's error naming the proxy", err)
