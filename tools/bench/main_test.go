@@ -72,8 +72,11 @@ func TestWANRows(t *testing.T) {
 	}
 	cfg := config{wan: w, compare: []variant{{name: "x", path: "/bin/x"}}}
 	rows := wanRows(cfg, testserver.Options{Netns: "ns", Host: "10.77.0.1"})
-	if len(rows) != 6*11 {
-		t.Fatalf("%d rows, want 6 link settings × 11", len(rows))
+	// Per link: raw TCP, raw relay, S5B direct and proxy (SI and Jingle),
+	// IBB fixed and adaptive, Jingle IBB, -compare's two, both adaptive
+	// and fixed against a Prosody without Nagle, upload.
+	if len(rows) != 6*14 {
+		t.Fatalf("%d rows, want 6 link settings × 14", len(rows))
 	}
 	for _, r := range rows {
 		if r.link == nil || r.size < 256<<10 || r.size > 64<<20 {

@@ -228,6 +228,12 @@ func wanRows(cfg config, srv testserver.Options) []*row {
 				args: []string{"--method", "s5b"}, want: want{"s5b", "direct"}}
 			proxy := &row{method: "xfer s5b", settings: "proxy65 (--no-direct)", base: relay, server: srv, size: relay.size, link: l,
 				args: []string{"--method", "s5b", "--no-direct"}, want: want{"s5b", "proxy"}}
+			// Jingle (what --method auto picks between xfer peers) over
+			// the same ways, against the same yardsticks.
+			jdirect := &row{method: "xfer jingle-s5b", settings: "direct", base: raw, server: srv, size: raw.size, link: l,
+				args: []string{"--method", "jingle-s5b"}, want: want{"jingle-s5b", "direct"}}
+			jproxy := &row{method: "xfer jingle-s5b", settings: "proxy65 (--no-direct)", base: relay, server: srv, size: relay.size, link: l,
+				args: []string{"--method", "jingle-s5b", "--no-direct"}, want: want{"jingle-s5b", "proxy"}}
 			bound, bound16 := 0.0, 0.0
 			if rtt > 0 {
 				bound = ibbMaxInFlight / (2 * rtt.Seconds())
@@ -239,7 +245,7 @@ func wanRows(cfg config, srv testserver.Options) []*row {
 				args: []string{"--method", "ibb"}, want: want{"ibb", ""}}
 			jibb := &row{method: "xfer jingle-ibb", settings: "defaults", base: ibb, server: srv, size: ibb.size, link: l, bound: bound,
 				args: []string{"--method", "jingle-ibb"}, want: want{"jingle-ibb", ""}}
-			rows = append(rows, raw, relay, direct, proxy, ibb16, ibb, jibb)
+			rows = append(rows, raw, relay, direct, proxy, jdirect, jproxy, ibb16, ibb, jibb)
 			for _, v := range cfg.compare {
 				rows = append(rows, ibbPair(v, ibb, jibb)...)
 			}
