@@ -4,4 +4,9 @@ package main
 
 import "os"
 
-func main() { os.Exit(int(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))) }
+func main() {
+	stop := startProfile(os.Args[1:])
+	code := Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(int(code))
+}

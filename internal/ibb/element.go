@@ -245,7 +245,7 @@ func scanData(raw []byte) (d scannedData, ok bool) {
 	}
 	i++
 	t0 := i
-	for i < len(raw) && isTextByte(raw[i]) {
+	for i < len(raw) && textByte[raw[i]] { // the chunk's base64: the hot loop
 		i++
 	}
 	d.text = raw[t0:i:i]
@@ -268,12 +268,15 @@ func isNameByte(c byte) bool {
 	return isNameStart(c) || '0' <= c && c <= '9' || c == '-' || c == '.'
 }
 
-// isTextByte: printable ASCII without markup, references or the "]]>"
+// textByte: printable ASCII without markup, references or the "]]>"
 // strict XML refuses, and tab and newline (a carriage return would be
-// normalised).
-func isTextByte(c byte) bool {
-	return 0x20 <= c && c <= 0x7e && c != '<' && c != '&' && c != '>' && c != ']' || c == '\t' || c == '\n'
-}
+// normalised). A table: the test of every byte of every chunk.
+var textByte = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 0x20 <= c && c <= 0x7e && c != '<' && c != '&' && c != '>' && c != ']' || c == '\t' || c == '\n'
+	}
+	return t
+}()
 
 func (d dataElem) marshal() []byte {
 	var b bytes.Buffer

@@ -150,6 +150,16 @@ func init() {
 	}
 }
 
+// textRun is the length of b's leading run of textChar bytes.
+func textRun(b []byte) int {
+	for i, c := range b {
+		if !textChar[c] {
+			return i
+		}
+	}
+	return len(b)
+}
+
 var rawNamespaceSet = func() map[string]bool {
 	m := make(map[string]bool, len(rawNamespaces))
 	for _, ns := range rawNamespaces {
@@ -377,15 +387,9 @@ func parseFastIQ(b []byte) (*IQ, int, fastStatus) {
 		return nil, 0, fastNo
 	}
 	if !pempty {
-		for {
-			c, ok := s.peek()
-			if !ok {
-				return nil, 0, fastMore
-			}
-			if !textChar[c] {
-				break
-			}
-			s.i++
+		s.i += textRun(s.b[s.i:]) // the chunk's whole base64 text: the hot loop
+		if _, ok := s.peek(); !ok {
+			return nil, 0, fastMore
 		}
 		if !s.endTag(name) {
 			return nil, 0, s.verdict()
