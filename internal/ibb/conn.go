@@ -59,6 +59,26 @@ type Conn struct {
 
 	rdl, wdl deadline
 	done     chan struct{} // closed by Close
+	unalign  func()        // ends the session's aligned writes, if this stream began them
+}
+
+// alignWrites aligns the session's writes (chunks that fill a record
+// each, see Options.AlignRecords) until the stream's write half is done.
+func (c *Conn) alignWrites(a aligner) {
+	a.AlignWrites(true)
+	var once sync.Once
+	c.mu.Lock()
+	c.unalign = func() { once.Do(func() { a.AlignWrites(false) }) }
+	c.mu.Unlock()
+}
+
+func (c *Conn) endAlign() {
+	c.mu.Lock()
+	f := c.unalign
+	c.mu.Unlock()
+	if f != nil {
+		f()
+	}
 }
 
 func newConn(s Session, m *Manager, remote, sid string, blockSize int, opts Options) *Conn {
@@ -367,6 +387,7 @@ func (c *Conn) Close() error {
 	c.writeMu.Lock()
 	c.inflight.Wait()
 	c.writeMu.Unlock()
+	c.endAlign()
 	if c.m != nil {
 		c.m.remove(c)
 	}
@@ -425,6 +446,7 @@ func (c *Conn) abort() {
 	c.notifyLocked()
 	c.mu.Unlock()
 	close(c.done)
+	c.endAlign()
 	if c.m != nil {
 		c.m.remove(c)
 	}

@@ -116,6 +116,15 @@ type Options struct {
 	// MaxBlockSize). If the peer answers resource-constraint, Open retries
 	// with smaller powers of two down to 512.
 	BlockSize int
+	// AlignRecords, if set (session.AlignSize), makes an opener whose
+	// session aligns its writes (see session.AlignWrites: Prosody reads a
+	// client's stream 8 KiB at a time, and pauses a millisecond after a
+	// read that ended inside a TLS record) ask for the block size whose
+	// chunk stanzas fill records of that many bytes (FillBlockSize, about
+	// 5.9 KB) instead of BlockSize, and align the session's writes while
+	// it sends. BlockSize stays where the JIDs are too long for it; a peer
+	// that asks for smaller blocks gets them, unaligned.
+	AlignRecords int
 	// MaxBlockSize is the largest block size an accepting Manager agrees
 	// to (default and maximum MaxBlockSize); larger opens are answered
 	// resource-constraint.
@@ -227,4 +236,22 @@ func sessionDone(s Session) <-chan struct{} {
 		return d.Done()
 	}
 	return nil
+}
+
+// aligner is a session that can align its writes to records
+// (session.Session.AlignWrites).
+type aligner interface{ AlignWrites(on bool) }
+
+// FillBlockSize is the largest block size (a multiple of 3: no base64
+// padding) whose chunk stanzas to peer for stream sid, with the longest
+// sequence number, fit in record bytes; 0 where that is under 1024 (long
+// JIDs), too little to be worth aligning.
+func FillBlockSize(peer, sid string, record int) int {
+	empty := session.IQ{Type: session.TypeSet, ID: session.NewID(), To: peer, Payload: marshalData(sid, 65535, nil)}
+	room := record - len(empty.Marshal())
+	bs := room / 4 * 3
+	if bs < 1024 {
+		return 0
+	}
+	return min(bs, MaxBlockSize)
 }

@@ -186,6 +186,13 @@ func open(ctx context.Context, s Session, m *Manager, to, sid string, opts Optio
 		return nil, errors.New("ibb: open needs a sid and a peer")
 	}
 	bs := opts.BlockSize
+	fill := 0
+	if _, ok := s.(aligner); ok && opts.AlignRecords > 0 {
+		fill = FillBlockSize(to, sid, opts.AlignRecords)
+		if fill > 0 {
+			bs = fill
+		}
+	}
 	c := newConn(s, m, to, sid, bs, opts)
 	if m != nil {
 		if err := m.add(c); err != nil {
@@ -205,6 +212,9 @@ func open(ctx context.Context, s Session, m *Manager, to, sid string, opts Optio
 			Payload: openElem{SID: sid, BlockSize: bs, Stanza: "iq"}.marshal(),
 		})
 		if err == nil {
+			if bs == fill {
+				c.alignWrites(s.(aligner))
+			}
 			return c, nil
 		}
 		var se *session.StanzaError

@@ -93,6 +93,11 @@ func (n *negotiation) useIBB(sid string) {
 	n.ibbSID = sid
 	if n.blockSize <= 0 {
 		n.blockSize = n.t.IBB.BlockSize
+		if a := n.t.IBB.AlignRecords; a > 0 {
+			if fill := ibb.FillBlockSize(n.c.peer, sid, a); fill > 0 {
+				n.blockSize = fill // see ibb.Options.AlignRecords
+			}
+		}
 	}
 	if n.blockSize <= 0 || n.blockSize > ibb.MaxBlockSize {
 		n.blockSize = 4096

@@ -136,7 +136,12 @@ func (s *Session) writeLocked(stanza []byte) error {
 	if len(out) == 0 {
 		return nil
 	}
-	err := s.tr.send(out)
+	var err error
+	if s.aligned.Load() > 0 {
+		err = s.sendAlignedLocked(s.alignLocked(out))
+	} else {
+		err = s.tr.send(out)
+	}
 	if len(queued) > 0 {
 		s.spare = nil
 		if cap(out) <= 4*maxDeferred {

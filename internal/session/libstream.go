@@ -65,6 +65,9 @@ func (t *libTransport) keepalive(s *Session) {
 	for {
 		select {
 		case <-tick.C:
+			if s.aligned.Load() > 0 {
+				continue // data flows, and a space would leave the records' grid
+			}
 			t.writeMu.Lock()
 			_ = t.conn.SetWriteDeadline(time.Now().Add(keepaliveInterval))
 			_, err := t.conn.Write([]byte(" "))

@@ -141,6 +141,9 @@ func (n *negotiation) startTLS(alpn ...string) error {
 		ServerName:         Domain(n.cfg.JID),
 		MinVersion:         tls.VersionTLS12,
 		NextProtos:         alpn,
+		// A record per write, from the first: aligned writes (align.go)
+		// need it, and small first records help only a browser.
+		DynamicRecordSizingDisabled: true,
 	})
 	if err := tc.HandshakeContext(n.ctx); err != nil {
 		if n.ctx.Err() != nil {

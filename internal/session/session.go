@@ -74,11 +74,13 @@ type Session struct {
 	ctx    context.Context // cancelled when the session ends
 	cancel context.CancelFunc
 
-	sendMu   sync.Mutex  // one stanza per write, never interleaved
-	deferMu  sync.Mutex  // guards deferred
-	deferred []byte      // inline answers not yet written (inline.go)
-	spare    []byte      // the other buffer, under sendMu
-	flushing atomic.Bool // a goroutine waits to write deferred
+	sendMu   sync.Mutex   // one stanza per write, never interleaved
+	deferMu  sync.Mutex   // guards deferred
+	deferred []byte       // inline answers not yet written (inline.go)
+	spare    []byte       // the other buffer, under sendMu
+	flushing atomic.Bool  // a goroutine waits to write deferred
+	aligned  atomic.Int32 // writes padded to records of AlignSize (align.go) while > 0
+	padBuf   []byte       // under sendMu
 
 	mu        sync.Mutex
 	pending   map[string]pendingIQ

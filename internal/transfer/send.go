@@ -242,7 +242,9 @@ func (sd *Sender) streams(ctx context.Context, noS5B, noIBB bool) (bytestream.Op
 func (sd *Sender) ibbOptions() ibb.Options {
 	o := sd.Opts.IBB
 	if o.BlockSize <= 0 {
-		o.BlockSize = DefaultIBBBlockSize
+		// Chunks that fill Prosody's reads (ibb.Options.AlignRecords),
+		// or where the JIDs are too long for that, XEP-0047's size.
+		o.BlockSize, o.AlignRecords = DefaultIBBBlockSize, session.AlignSize
 	}
 	if o.AckTimeout <= 0 {
 		// A chunk nobody acknowledges is a stalled transfer.
