@@ -162,7 +162,7 @@ the first online resource that accepts file transfers is chosen.`,
 	f.DurationVar(&o.acceptTimeout, "accept-timeout", 5*time.Minute, "how long to wait for the contact to accept")
 	f.DurationVar(&o.stallTimeout, "stall-timeout", 2*time.Minute, "fail when no data moves for this long")
 	f.DurationVar(&o.waitOnline, "wait-online", 0, "wait this long for the contact to come online with file transfer support")
-	f.IntVar(&o.ibbBlockSize, "ibb-block-size", 0, "in-band block size in bytes, at most 65535 (default 4096, the XEP-0047 recommendation and the fastest through Prosody; lowered when the peer asks)")
+	f.IntVar(&o.ibbBlockSize, "ibb-block-size", 0, "in-band block size in bytes, at most 65535 (default: what fills Prosody's 8 KiB reads, about 5900, sent as whitespace-padded 8 KiB TLS records; 4096, XEP-0047's recommendation, where the JIDs are too long for that; lowered when the peer asks)")
 	f.IntVar(&o.ibbWindow, "ibb-window", 0, "fixed in-band window: chunks in flight before waiting for acknowledgements (default: adaptive, from 16 chunks up to 1 MiB in flight)")
 	f.IntVar(&o.parallel, "parallel", 1, "send up to N files at once")
 	f.BoolVar(&o.noResume, "no-resume", false, "do not let the receiver resume a partial copy: send the whole file again")

@@ -59,14 +59,20 @@ var spaces = func() []byte {
 	return b
 }()
 
-// sendAlignedLocked writes b, a multiple of AlignSize long, a record (a
-// transport write) at a time.
-func (s *Session) sendAlignedLocked(b []byte) error {
-	for len(b) > 0 {
-		if err := s.tr.send(b[:AlignSize]); err != nil {
-			return err
-		}
-		b = b[AlignSize:]
+// recordSender is a transport that can write b, a multiple of size long,
+// as writes of size bytes each, one after the other (TLS records, with
+// the login's configuration). Transports without it (the pipes of tests)
+// are not aligned.
+type recordSender interface {
+	sendRecords(b []byte, size int) error
+}
+
+// sendAlignedLocked writes out padded to records of AlignSize, where the
+// transport can; the caller holds sendMu.
+func (s *Session) sendAlignedLocked(out []byte) error {
+	rs, ok := s.tr.(recordSender)
+	if !ok {
+		return s.tr.send(out)
 	}
-	return nil
+	return rs.sendRecords(s.alignLocked(out), AlignSize)
 }

@@ -138,7 +138,7 @@ func (s *Session) writeLocked(stanza []byte) error {
 	}
 	var err error
 	if s.aligned.Load() > 0 {
-		err = s.sendAlignedLocked(s.alignLocked(out))
+		err = s.sendAlignedLocked(out)
 	} else {
 		err = s.tr.send(out)
 	}

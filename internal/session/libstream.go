@@ -44,6 +44,19 @@ func (t *libTransport) send(b []byte) error {
 	return err
 }
 
+func (t *libTransport) sendRecords(b []byte, size int) error {
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
+	for len(b) > 0 {
+		n := min(size, len(b))
+		if _, err := t.conn.Write(b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
 // close ends the stream: our </stream:stream>, then a bounded wait for the
 // server's, then the connection.
 func (t *libTransport) close() error {

@@ -24,20 +24,25 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"xfer/internal/ibb"
+	"xfer/internal/session"
 	"xfer/internal/testserver"
 	"xfer/internal/units"
 	"xfer/tools/bench/internal/wanlink"
 )
 
-// xfer's IBB (internal/ibb): 4096-byte blocks, a window that adapts up to
-// 1 MiB in flight by default, and the fixed window of 16 chunks xfer had
-// before (--ibb-window 16), a row of its own: the window bound of an IBB
-// row is what it may have in flight per round trip.
+// xfer's IBB (internal/ibb): blocks that fill Prosody's 8 KiB reads (about
+// 5.9 KB for the bench's JIDs and a session id: ibb.Options.AlignRecords),
+// a window that adapts up to 1 MiB in flight by default, and the fixed
+// window of 16 chunks xfer had before (--ibb-window 16), a row of its own:
+// the window bound of an IBB row is what it may have in flight per round
+// trip.
 const (
-	ibbBlock       = 4096
 	ibbWindow      = 16
 	ibbMaxInFlight = 1 << 20
 )
+
+var ibbBlock = ibb.FillBlockSize("bob@localhost/bench", session.NewID(), session.AlignSize)
 
 // nsPrefix names the bench's namespaces: nsPrefix + PID + "-S" and so on.
 const nsPrefix = "xfer-bench-"
@@ -195,7 +200,7 @@ func wanSize(way int, l wanLink, secs float64) int64 {
 		est = min(est, ibbMaxInFlight/(2*rtt))
 	}
 	if way == wayIBBFixed && rtt > 0 {
-		est = min(est, ibbWindow*ibbBlock/(2*rtt))
+		est = min(est, float64(ibbWindow*ibbBlock)/(2*rtt))
 	}
 	if hopLoss > 0 && hopRTT > 0 {
 		est = min(est, 1448/hopRTT*5/math.Sqrt(hopLoss))
@@ -237,7 +242,7 @@ func wanRows(cfg config, srv testserver.Options) []*row {
 			bound, bound16 := 0.0, 0.0
 			if rtt > 0 {
 				bound = ibbMaxInFlight / (2 * rtt.Seconds())
-				bound16 = ibbWindow * ibbBlock / (2 * rtt.Seconds())
+				bound16 = float64(ibbWindow*ibbBlock) / (2 * rtt.Seconds())
 			}
 			ibb16 := &row{method: "xfer ibb", settings: "fixed window 16 (--ibb-window 16)", server: srv, size: size(wayIBBFixed), link: l, bound: bound16,
 				args: []string{"--method", "ibb", "--ibb-window", "16"}, want: want{"ibb", ""}}
