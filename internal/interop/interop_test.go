@@ -383,13 +383,14 @@ func slixmppToXfer(t *testing.T, name string, size int64, driverArgs ...string) 
 }
 
 // xfer offers a file with SI and sends it over IBB at its default block
-// size; slixmpp accepts it.
+// size (the one that fills 8 KiB records, padded: ibb.Options.AlignRecords);
+// slixmpp accepts it.
 func TestXferSendsToSlixmpp(t *testing.T) {
 	for _, tc := range sizes {
 		t.Run(tc.name, func(t *testing.T) {
-			got := xferToSlixmpp(t, tc.name, tc.size, ibb.Options{})
-			if got.BlockSize != transfer.DefaultIBBBlockSize {
-				t.Fatalf("slixmpp accepted block-size %d, want xfer's default %d", got.BlockSize, transfer.DefaultIBBBlockSize)
+			got, to := xferToSlixmpp(t, tc.name, tc.size, ibb.Options{})
+			if want := ibb.FillBlockSize(to, got.SID, session.AlignSize); got.BlockSize != want || want < transfer.DefaultIBBBlockSize {
+				t.Fatalf("slixmpp accepted block-size %d, want xfer's default %d (filling a record)", got.BlockSize, want)
 			}
 		})
 	}
@@ -400,7 +401,7 @@ func TestXferSendsToSlixmpp(t *testing.T) {
 // 32768, 16384, then 8192, which slixmpp accepts. Stock slixmpp refuses
 // every retry (next test), so the receiver runs with its quirk fixed.
 func TestXferSendsToSlixmppBlockSizeRetry(t *testing.T) {
-	got := xferToSlixmpp(t, "retry", 3<<20+999, ibb.Options{BlockSize: ibb.MaxBlockSize}, "--ibb-retry-fix")
+	got, _ := xferToSlixmpp(t, "retry", 3<<20+999, ibb.Options{BlockSize: ibb.MaxBlockSize}, "--ibb-retry-fix")
 	if got.BlockSize != 8192 {
 		t.Fatalf("slixmpp accepted block-size %d, want 8192 after xfer's retries", got.BlockSize)
 	}
@@ -432,7 +433,7 @@ func TestXferLargeBlockToStockSlixmppIsRefused(t *testing.T) {
 // xferToSlixmpp starts slixmpp's receiver, sends it a file of size random
 // bytes with xfer over IBB, checks both sides' accounts of it, and returns
 // slixmpp's.
-func xferToSlixmpp(t *testing.T, name string, size int64, opts ibb.Options, driverArgs ...string) report {
+func xferToSlixmpp(t *testing.T, name string, size int64, opts ibb.Options, driverArgs ...string) (got report, to string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -454,7 +455,7 @@ func xferToSlixmpp(t *testing.T, name string, size int64, opts ibb.Options, driv
 		t.Fatalf("xfer result %+v", res)
 	}
 
-	got := d.next(ctx, t, "result")
+	got = d.next(ctx, t, "result")
 	d.wait(ctx, t)
 	if !got.OK || got.SID != res.SID || got.Bytes != size || got.Size != size ||
 		got.MD5 != sum || got.Hash != sum || got.Name != filepath.Base(src) || session.Bare(got.From) != bare(xferUser) {
@@ -464,7 +465,7 @@ func xferToSlixmpp(t *testing.T, name string, size int64, opts ibb.Options, driv
 		t.Fatalf("slixmpp wrote %q", got.Path)
 	}
 	sameFile(t, got.Path, src)
-	return got
+	return got, ready.JID
 }
 
 // Refusals cross in both directions: each side answers an offer from a
