@@ -17,7 +17,7 @@ import (
 func TestFillBlockSize(t *testing.T) {
 	for _, peer := range []string{bobJID, "someone.with.a.long.name@conference.example.org/" + strings.Repeat("r", 200)} {
 		sid := session.NewID()
-		bs := FillBlockSize(peer, sid, session.AlignSize)
+		bs := FillBlockSize(peer, sid)
 		size := func(n int) int {
 			iq := session.IQ{Type: session.TypeSet, ID: session.NewID(), To: peer, Payload: marshalData(sid, 65535, make([]byte, n))}
 			return len(iq.Marshal())
@@ -26,7 +26,7 @@ func TestFillBlockSize(t *testing.T) {
 			t.Errorf("%s: block %d, stanza %d bytes (next %d), record %d", peer[:10], bs, size(bs), size(bs+3), session.AlignSize)
 		}
 	}
-	if bs := FillBlockSize(strings.Repeat("x", 7000)+"@example.org", "s", session.AlignSize); bs != 0 {
+	if bs := FillBlockSize(strings.Repeat("x", 7000)+"@example.org", "s"); bs != 0 {
 		t.Errorf("a 7000-byte JID: block %d, want 0", bs)
 	}
 }
@@ -66,7 +66,7 @@ func TestOpenAligned(t *testing.T) {
 			sid := session.NewID()
 			m.Expect(sid, aliceJID)
 			ctx := testCtx(t, 10*time.Second)
-			w, err := Open(ctx, a, bobJID, sid, Options{BlockSize: 4096, AlignRecords: session.AlignSize})
+			w, err := Open(ctx, a, bobJID, sid, Options{BlockSize: 4096, AlignRecords: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,7 +74,7 @@ func TestOpenAligned(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := FillBlockSize(bobJID, sid, session.AlignSize)
+			want := FillBlockSize(bobJID, sid)
 			if tc.recvMax > 0 {
 				want = tc.recvMax
 			}

@@ -116,15 +116,14 @@ type Options struct {
 	// MaxBlockSize). If the peer answers resource-constraint, Open retries
 	// with smaller powers of two down to 512.
 	BlockSize int
-	// AlignRecords, if set (session.AlignSize), makes an opener whose
-	// session aligns its writes (see session.AlignWrites: Prosody reads a
+	// AlignRecords makes an opener whose session aligns its writes (see session.AlignWrites: Prosody reads a
 	// client's stream 8 KiB at a time, and pauses a millisecond after a
 	// read that ended inside a TLS record) ask for the block size whose
-	// chunk stanzas fill records of that many bytes (FillBlockSize, about
-	// 5.9 KB) instead of BlockSize, and align the session's writes while
+	// chunk stanzas fill records of session.AlignSize bytes (FillBlockSize,
+	// about 5.9 KB) instead of BlockSize, and align the session's writes while
 	// it sends. BlockSize stays where the JIDs are too long for it; a peer
 	// that asks for smaller blocks gets them, unaligned.
-	AlignRecords int
+	AlignRecords bool
 	// MaxBlockSize is the largest block size an accepting Manager agrees
 	// to (default and maximum MaxBlockSize); larger opens are answered
 	// resource-constraint.
@@ -244,11 +243,11 @@ type aligner interface{ AlignWrites(on bool) }
 
 // FillBlockSize is the largest block size (a multiple of 3: no base64
 // padding) whose chunk stanzas to peer for stream sid, with the longest
-// sequence number, fit in record bytes; 0 where that is under 1024 (long
-// JIDs), too little to be worth aligning.
-func FillBlockSize(peer, sid string, record int) int {
+// sequence number, fit in an aligned record (session.AlignSize bytes); 0
+// where that is under 1024 (long JIDs), too little to be worth aligning.
+func FillBlockSize(peer, sid string) int {
 	empty := session.IQ{Type: session.TypeSet, ID: session.NewID(), To: peer, Payload: marshalData(sid, 65535, nil)}
-	room := record - len(empty.Marshal())
+	room := session.AlignSize - len(empty.Marshal())
 	bs := room / 4 * 3
 	if bs < 1024 {
 		return 0

@@ -187,8 +187,8 @@ func open(ctx context.Context, s Session, m *Manager, to, sid string, opts Optio
 	}
 	bs := opts.BlockSize
 	fill := 0
-	if _, ok := s.(aligner); ok && opts.AlignRecords > 0 {
-		fill = FillBlockSize(to, sid, opts.AlignRecords)
+	if _, ok := s.(aligner); ok && opts.AlignRecords {
+		fill = FillBlockSize(to, sid)
 		if fill > 0 {
 			bs = fill
 		}

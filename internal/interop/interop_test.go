@@ -389,7 +389,7 @@ func TestXferSendsToSlixmpp(t *testing.T) {
 	for _, tc := range sizes {
 		t.Run(tc.name, func(t *testing.T) {
 			got, to := xferToSlixmpp(t, tc.name, tc.size, ibb.Options{})
-			if want := ibb.FillBlockSize(to, got.SID, session.AlignSize); got.BlockSize != want || want < transfer.DefaultIBBBlockSize {
+			if want := ibb.FillBlockSize(to, got.SID); got.BlockSize != want || want < transfer.DefaultIBBBlockSize {
 				t.Fatalf("slixmpp accepted block-size %d, want xfer's default %d (filling a record)", got.BlockSize, want)
 			}
 		})

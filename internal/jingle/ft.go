@@ -192,8 +192,8 @@ func (o *Outgoing) stream(ctx context.Context) (*Stream, error) {
 	}
 	opts := o.opts.Transports.IBB
 	opts.BlockSize = o.n.blockSize
-	if opts.AlignRecords > 0 && ibb.FillBlockSize(o.c.peer, o.n.ibbSID, opts.AlignRecords) != opts.BlockSize {
-		opts.AlignRecords = 0 // the peer asked for smaller blocks
+	if opts.AlignRecords && ibb.FillBlockSize(o.c.peer, o.n.ibbSID) != opts.BlockSize {
+		opts.AlignRecords = false // the peer asked for smaller blocks
 	}
 	conn, err := ibb.Open(ctx, o.c.m.s, o.c.peer, o.n.ibbSID, opts)
 	if err != nil {

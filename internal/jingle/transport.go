@@ -93,8 +93,8 @@ func (n *negotiation) useIBB(sid string) {
 	n.ibbSID = sid
 	if n.blockSize <= 0 {
 		n.blockSize = n.t.IBB.BlockSize
-		if a := n.t.IBB.AlignRecords; a > 0 {
-			if fill := ibb.FillBlockSize(n.c.peer, sid, a); fill > 0 {
+		if n.t.IBB.AlignRecords {
+			if fill := ibb.FillBlockSize(n.c.peer, sid); fill > 0 {
 				n.blockSize = fill // see ibb.Options.AlignRecords
 			}
 		}

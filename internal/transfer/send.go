@@ -245,7 +245,7 @@ func (sd *Sender) ibbOptions() ibb.Options {
 	if o.BlockSize <= 0 {
 		// Chunks that fill Prosody's reads (ibb.Options.AlignRecords),
 		// or where the JIDs are too long for that, XEP-0047's size.
-		o.BlockSize, o.AlignRecords = DefaultIBBBlockSize, session.AlignSize
+		o.BlockSize, o.AlignRecords = DefaultIBBBlockSize, true
 	}
 	if o.AckTimeout <= 0 {
 		// A chunk nobody acknowledges is a stalled transfer.

@@ -42,7 +42,7 @@ const (
 	ibbMaxInFlight = 1 << 20
 )
 
-var ibbBlock = ibb.FillBlockSize("bob@localhost/bench", session.NewID(), session.AlignSize)
+var ibbBlock = ibb.FillBlockSize("bob@localhost/bench", session.NewID())
 
 // nsPrefix names the bench's namespaces: nsPrefix + PID + "-S" and so on.
 const nsPrefix = "xfer-bench-"
