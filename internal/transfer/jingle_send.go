@@ -72,8 +72,9 @@ func (sd *Sender) jingleManager() *jingle.Manager {
 }
 
 // sendJingle offers the file in a Jingle session (XEP-0234) and sends it
-// over the transport the session settles on.
-func (sd *Sender) sendJingle(ctx context.Context, to, path string, info *disco.Info) (*Result, error) {
+// over the transport the session settles on. peer brings the peer's
+// disco#info (nil if it has none), awaited just before the offer.
+func (sd *Sender) sendJingle(ctx context.Context, to, path string, peer <-chan *disco.Info) (*Result, error) {
 	src, err := openSource(path, sd.Opts.Name)
 	if err != nil {
 		return nil, err
@@ -89,6 +90,12 @@ func (sd *Sender) sendJingle(ctx context.Context, to, path string, info *disco.I
 		MediaType: "application/octet-stream", Hash: digest, CanRange: !sd.Opts.NoResume}
 	tr, release := sd.streams(ctx, sd.Opts.Method == "jingle-ibb", sd.Opts.Method == "jingle-s5b")
 	defer release()
+	var info *disco.Info
+	select {
+	case info = <-peer:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	quirks := info != nil && isLibervia(info)
 	res := &Result{Peer: to, Name: src.name, Path: path, Size: size, Method: "jingle", Digest: "sha-256:" + digest.Hex()}
 	ev := Event{Type: "offer", Direction: "send", Peer: to, File: src.name, Path: path, Size: size, Method: "jingle", Digest: res.Digest}

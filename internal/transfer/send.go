@@ -115,10 +115,16 @@ func (sd *Sender) Send(ctx context.Context, to, path string) (*Result, error) {
 	case "upload":
 		return sd.sendUpload(ctx, to, path, "")
 	case "jingle", "jingle-s5b", "jingle-ibb":
-		return sd.sendJingle(ctx, to, path, sd.peerInfo(ctx, to))
+		// The peer's quirks matter only for the offer: ask while the
+		// file is hashed and the streams are prepared.
+		info := make(chan *disco.Info, 1)
+		go func() { info <- sd.peerInfo(ctx, to) }()
+		return sd.sendJingle(ctx, to, path, info)
 	case "", "auto":
 		if info := sd.jinglePeer(ctx, to); info != nil {
-			return sd.sendJingle(ctx, to, path, info)
+			known := make(chan *disco.Info, 1)
+			known <- info
+			return sd.sendJingle(ctx, to, path, known)
 		}
 		if why := sd.autoUpload(ctx, to); why != "" {
 			return sd.sendUpload(ctx, to, path, why)
