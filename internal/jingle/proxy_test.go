@@ -111,23 +111,12 @@ func TestProxyGreetedWhileResponderConnects(t *testing.T) {
 		return nil, nil
 	})
 	data := randomData(t, 200_000)
-	ctx := testCtx(t, 20*time.Second)
-	o, err := Offer(ctx, ma, bobJID, FileInfo{Name: "f", Size: int64(len(data)), Hash: digestOf(data)},
-		OfferOptions{Transports: Transports{Proxies: []s5b.Streamhost{host}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := o.Stream(ctx)
+	st, err := sendOne(t, ma, data, OfferOptions{Transports: Transports{Proxies: []s5b.Streamhost{host}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Method != "s5b" || st.Via != "proxy proxy.example.org" {
 		t.Fatalf("stream %s via %s", st.Method, st.Via)
-	}
-	st.Write(data)
-	st.Close()
-	if err := o.Finish(ctx); err != nil {
-		t.Fatal(err)
 	}
 	if b := <-got; !bytes.Equal(b, data) {
 		t.Fatalf("responder read %d bytes of %d", len(b), len(data))
