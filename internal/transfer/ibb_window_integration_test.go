@@ -88,9 +88,12 @@ func TestIntegrationIBBThrottled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 160 KiB is some 220 kB on the wire: about 11 s at 20 kB/s, the
-	// detection needs 3 s of it.
-	p, sum := writeRandom(t, t.TempDir(), "slow.bin", 160<<10)
+	// 192 KiB is 33 chunks that fill 8 KiB records (ibb.FillBlockSize),
+	// some 270 kB on the wire: about 13.5 s at 20 kB/s. The detection
+	// needs 3 s of acknowledgements of chunks that waited for the window
+	// (16 chunks at first): the last 17 take about 7 s. (160 KiB left
+	// only 11 of them, about 4 s: it passed or not by a few hundred ms.)
+	p, sum := writeRandom(t, t.TempDir(), "slow.bin", 192<<10)
 	var ev events
 	sd := &Sender{S: alice, Obs: ev.observer(), Opts: SendOptions{Method: "ibb", AcceptTimeout: 20 * time.Second,
 		IBB: ibb.Options{ThrottleAfter: 3 * time.Second}}}
