@@ -116,13 +116,14 @@ type Options struct {
 	// MaxBlockSize). If the peer answers resource-constraint, Open retries
 	// with smaller powers of two down to 512.
 	BlockSize int
-	// AlignRecords makes an opener whose session aligns its writes (see session.AlignWrites: Prosody reads a
-	// client's stream 8 KiB at a time, and pauses a millisecond after a
-	// read that ended inside a TLS record) ask for the block size whose
-	// chunk stanzas fill records of session.AlignSize bytes (FillBlockSize,
-	// about 5.9 KB) instead of BlockSize, and align the session's writes while
-	// it sends. BlockSize stays where the JIDs are too long for it; a peer
-	// that asks for smaller blocks gets them, unaligned.
+	// AlignRecords makes an opener whose session aligns its writes
+	// (session.AlignWrites: Prosody reads a client's stream 8 KiB at a
+	// time, and pauses a millisecond after a read that ended inside a TLS
+	// record) ask for the block size whose chunk stanzas fill records of
+	// session.AlignSize bytes (FillBlockSize, about 5.9 KB) instead of
+	// BlockSize, and align the session's writes while it sends. BlockSize
+	// stays where the JIDs are too long for it; a peer that asks for
+	// smaller blocks gets them, unaligned.
 	AlignRecords bool
 	// MaxBlockSize is the largest block size an accepting Manager agrees
 	// to (default and maximum MaxBlockSize); larger opens are answered
